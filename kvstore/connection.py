@@ -1,0 +1,61 @@
+"""Opening sqlite3 connections: every connection kvstore makes gets its pragmas here."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a store talks to its file; shared by all of its connections."""
+
+    timeout: float = 5.0
+    """Seconds a write waits for another connection's write lock before raising BusyError."""
+    durable: bool = False
+    """True: fsync every commit (survives power loss, ~150 µs per commit); False: survives a
+    process crash, and the last commits may be lost on power loss."""
+    readonly: bool = False
+
+
+def connect(path: str, options: Options) -> sqlite3.Connection:
+    """A connection to ``path`` in autocommit mode with kvstore's pragmas applied.
+
+    ``isolation_level=None`` stops Python's sqlite3 from issuing its own deferred ``BEGIN``:
+    kvstore begins write transactions itself with ``BEGIN IMMEDIATE``, because a deferred
+    transaction that reads and then writes can deadlock on the lock upgrade, and the busy
+    timeout cannot wait that out.
+    """
+    uri = f"file:{_quote(path)}?mode={'ro' if options.readonly else 'rw'}"
+    conn = sqlite3.connect(
+        uri,
+        uri=True,
+        timeout=options.timeout,
+        isolation_level=None,
+        check_same_thread=False,  # only so close() may close it; one thread uses it at a time
+        cached_statements=256,
+    )
+    try:
+        apply_pragmas(conn, options)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def apply_pragmas(conn: sqlite3.Connection, options: Options) -> None:
+    """Per-connection settings; none of these is stored in the file, so each connection sets them."""
+    # NORMAL in WAL mode: a commit survives a crash of the process (the WAL is synced at
+    # checkpoints); FULL syncs the WAL at each commit, which also survives power loss.
+    conn.execute(f"PRAGMA synchronous = {'FULL' if options.durable else 'NORMAL'}")
+    conn.execute(f"PRAGMA busy_timeout = {int(options.timeout * 1000)}")
+    # Temp B-trees (sorts, GROUP BY) in memory rather than in temp files.
+    conn.execute("PRAGMA temp_store = MEMORY")
+    # 32 MiB of page cache instead of 2 MiB: bulk loads into a random-key B-tree touch many
+    # pages, and a small cache turns that into repeated reads.
+    conn.execute("PRAGMA cache_size = -32768")
+
+
+def _quote(path: str) -> str:
+    """Escape the characters that mean something in an SQLite URI filename."""
+    return path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")

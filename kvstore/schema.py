@@ -1,0 +1,143 @@
+"""SQLAlchemy models: the single source of the schema and of the SQL text kvstore runs.
+
+Public contract for other SQLite clients: ``items(key, value)`` holds the pairs and
+``counts(value, n)`` holds, for each distinct stored value, how many keys hold it (no row
+when none). ``items_displaced`` is internal bookkeeping for the triggers.
+
+Importing this module imports SQLAlchemy (~150 ms), so the store only does so when it
+creates a file; the hot statements are compiled ahead of time into :mod:`kvstore.sql`, and a
+test checks that those strings equal what these models compile to.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from kvstore import triggers
+
+# Stamped into the file header (PRAGMA application_id) so kvstore files can be told apart
+# from other SQLite databases without reading any table: ASCII "KVST".
+APPLICATION_ID = 0x4B565354
+
+# The Alembic revision that create_all() produces. A test checks it is Alembic's head.
+HEAD_REVISION = "0002"
+KNOWN_REVISIONS = ("0001", "0002")
+
+
+class StoredValue(sa.types.UserDefinedType):
+    """A column type declared ``BLOB``: SQLite's "no affinity", so '1', b'1' and 1 stay apart.
+
+    Any declared type with TEXT, NUMERIC, INTEGER or REAL affinity (``ANY`` included, outside
+    STRICT tables) would silently convert '1' to 1 or 1 to '1'. No bind or result processing:
+    values go to and come from sqlite3 untouched.
+    """
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: object) -> str:
+        return "BLOB"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Item(Base):
+    """One key and the value it holds. WITHOUT ROWID: the table *is* the key's B-tree."""
+
+    __tablename__ = "items"
+    __table_args__ = (
+        sa.Index("ix_items_value", "value"),
+        {"sqlite_with_rowid": False},
+    )
+    key: Mapped[object] = mapped_column(StoredValue(), primary_key=True)
+    value: Mapped[object] = mapped_column(StoredValue(), nullable=False)
+
+
+class Count(Base):
+    """How many keys currently hold ``value``; maintained by the triggers in :mod:`triggers`."""
+
+    __tablename__ = "counts"
+    __table_args__ = (
+        sa.CheckConstraint("n > 0", name="ck_counts_n_positive"),
+        {"sqlite_with_rowid": False},
+    )
+    value: Mapped[object] = mapped_column(StoredValue(), primary_key=True)
+    n: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+
+
+class Displaced(Base):
+    """The row a BEFORE trigger saw holding a key that an INSERT/UPDATE is about to take."""
+
+    __tablename__ = "items_displaced"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+    key: Mapped[object] = mapped_column(StoredValue(), primary_key=True)
+    value: Mapped[object] = mapped_column(StoredValue(), nullable=False)
+
+
+metadata = Base.metadata
+items = Item.__table__
+counts = Count.__table__
+displaced = Displaced.__table__
+
+# The triggers reference all three tables, so attach them after the last one is created.
+for _ddl in triggers.CURRENT:
+    sa.event.listen(displaced, "after_create", sa.DDL(_ddl))
+
+
+def hot_statements() -> dict[str, str]:
+    """The SQL the store runs, compiled from the models; :mod:`kvstore.sql` holds a copy.
+
+    SQLAlchemy renders no SQLite index hints, so the two deliberately slow count strategies
+    get theirs (``INDEXED BY``, ``NOT INDEXED``) added to the compiled text here.
+    """
+    key = sa.bindparam("key")
+    value = sa.bindparam("value")
+    upsert = sqlite.insert(items).values(key=key, value=value)
+    upsert = upsert.on_conflict_do_update(
+        index_elements=[items.c.key], set_={"value": upsert.excluded.value}
+    )
+    n = sa.func.count().label("n")
+    count_items = sa.select(sa.func.count()).select_from(items).where(items.c.value == value)
+    by_key = items.c.key.asc()
+    statements: dict[str, sa.sql.Executable] = {
+        "GET": sa.select(items.c.value).where(items.c.key == key),
+        "UPSERT": upsert,
+        "DELETE": sa.delete(items).where(items.c.key == key),
+        # len() sums counts (one row per distinct value) instead of scanning items.
+        "LEN": sa.select(sa.func.coalesce(sa.func.sum(counts.c.n), sa.literal_column("0"))),
+        "COUNT": sa.select(counts.c.n).where(counts.c.value == value),
+        "COUNT_GROUP_BY": count_items,
+        "COUNT_SCAN": count_items,
+        "COUNTS": sa.select(counts.c.value, counts.c.n).order_by(counts.c.n.desc()),
+        "ITEMS_FIRST": sa.select(items.c.key, items.c.value).order_by(by_key),
+        "ITEMS_AFTER": sa.select(items.c.key, items.c.value).where(items.c.key > key).order_by(by_key),
+        "KEYS_FOR_FIRST": sa.select(items.c.key).where(items.c.value == value).order_by(by_key),
+        "KEYS_FOR_AFTER": sa.select(items.c.key)
+        .where(items.c.value == value, items.c.key > key)
+        .order_by(by_key),
+        "RECOUNT": sa.select(items.c.value, n).group_by(items.c.value),
+        "REBUILD_COUNTS": sa.insert(counts).from_select(
+            ["value", "n"], sa.select(items.c.value, n).group_by(items.c.value)
+        ),
+        "CLEAR_COUNTS": sa.delete(counts),
+        "CLEAR_DISPLACED": sa.delete(displaced),
+    }
+    compiled = {name: compile_sql(stmt) for name, stmt in statements.items()}
+    compiled["COUNT_GROUP_BY"] = compiled["COUNT_GROUP_BY"].replace(
+        "FROM items", "FROM items INDEXED BY ix_items_value"
+    )
+    compiled["COUNT_SCAN"] = compiled["COUNT_SCAN"].replace("FROM items", "FROM items NOT INDEXED")
+    return compiled
+
+
+def compile_sql(stmt: sa.sql.ClauseElement) -> str:
+    """Compile ``stmt`` to the qmark SQL text sqlite3 executes, bound values left as ``?``."""
+    return str(stmt.compile(dialect=sqlite.dialect(paramstyle="qmark")))
+
+
+if __name__ == "__main__":  # Regenerate kvstore/sql.py's constants: python -m kvstore.schema
+    for name, sql in hot_statements().items():
+        print(f"{name} = {sql!r}")

@@ -1,0 +1,510 @@
+"""The Store: a persistent MutableMapping whose count(value) is one primary-key lookup."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sqlite3
+import threading
+import weakref
+from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal, Union
+
+from kvstore import sql, triggers
+from kvstore.connection import Options, connect
+from kvstore.errors import Error, translate
+from kvstore.migrate import ensure_schema
+from kvstore.validate import Key, Value, check_key, check_pair, check_value
+
+Strategy = Literal["counts", "group_by", "scan"]
+_COUNT_SQL = {"counts": sql.COUNT, "group_by": sql.COUNT_GROUP_BY, "scan": sql.COUNT_SCAN}
+
+PAGE = 1000
+"""Rows fetched per query when iterating; no statement stays open while the caller runs."""
+
+CHUNK = 10_000
+"""Pairs per executemany() in update()."""
+
+BULK_MIN = 50_000
+"""update() switches to the set-based path once it has written this many pairs and at least
+a quarter as many as the store held: from then on, rebuilding counts with one GROUP BY at the
+end is cheaper than the per-row triggers."""
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """``counts`` disagrees with ``items`` for ``value``."""
+
+    value: Value
+    counted: int
+    """How many keys in ``items`` hold the value."""
+    stored: int
+    """What ``counts`` says (0: no row)."""
+
+    def __str__(self) -> str:
+        return f"count of {self.value!r}: items hold {self.counted}, counts says {self.stored}"
+
+
+@dataclass(frozen=True)
+class SchemaProblem:
+    """A trigger or index that keeps counts exact is missing or not the one kvstore created."""
+
+    name: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.problem}"
+
+
+Problem = Union[Mismatch, SchemaProblem]
+
+_open_stores: weakref.WeakSet[Store] = weakref.WeakSet()
+
+
+def _forget_connections_after_fork() -> None:
+    # A connection must not be used in both processes after fork(): SQLite's locks and its
+    # in-process state belong to the parent. The child starts afresh; the inherited
+    # connections are kept referenced (not closed) so no finaliser touches the parent's locks.
+    for store in list(_open_stores):
+        store._after_fork()
+
+
+os.register_at_fork(after_in_child=_forget_connections_after_fork)
+
+
+class Store(MutableMapping):  # type: ignore[type-arg]
+    """A dict-like store of ``key -> value`` on one SQLite file, with instant ``count(value)``.
+
+    Thread-safe: each thread gets its own connection. Several processes may use one file at
+    once (WAL mode; writers wait up to ``timeout`` seconds for each other).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], options: Options | None = None) -> None:
+        self.path = os.fspath(path)
+        self.options = options or Options()
+        if not self.options.readonly and os.path.exists(self.path) and not _writable(self.path):
+            self.options = Options(self.options.timeout, self.options.durable, readonly=True)
+        ensure_schema(self.path, self.options)
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._inherited: list[sqlite3.Connection] = []
+        self._closed = False
+        _open_stores.add(self)
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        return conn if conn is not None else self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._closed:
+                raise Error(f"{self.path}: the store is closed; open it again with kvstore.open()")
+            try:
+                conn = connect(self.path, self.options)
+            except sqlite3.Error as exc:
+                raise translate(exc, self.path) from exc
+            self._connections.append(conn)
+        self._local.conn = conn
+        self._local.depth = 0
+        return conn
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._inherited.extend(self._connections)
+        self._connections = []
+        self._local = threading.local()
+
+    def _error(self, exc: sqlite3.Error) -> Exception:
+        if isinstance(exc, sqlite3.ProgrammingError) and self._closed:
+            return Error(f"{self.path}: the store is closed; open it again with kvstore.open()")
+        return translate(exc, self.path)
+
+    def close(self) -> None:
+        """Close every connection of this store; using it afterwards raises kvstore.Error."""
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+            self._local = threading.local()
+        for conn in connections:
+            conn.close()
+        _open_stores.discard(self)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # A store is a handle on a file: equal only to itself (compare dict(a) == dict(b) to
+    # compare contents), and hashable so it can be tracked for fork safety.
+    __eq__ = object.__eq__  # type: ignore[assignment]
+    __hash__ = object.__hash__  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<kvstore.Store {self.path!r} ({state})>"
+
+    # -- the mapping ---------------------------------------------------------------------
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        """The value stored under ``key``, or ``default``."""
+        check_key(key)
+        try:
+            row = self._conn().execute(sql.GET, (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        return default if row is None else row[0]
+
+    def __getitem__(self, key: Key) -> Value:
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def set(self, key: Key, value: Value) -> None:
+        """Insert or overwrite; committed when this returns unless inside ``transaction()``."""
+        check_key(key)
+        check_value(value)
+        try:
+            self._conn().execute(sql.UPSERT, (key, value))
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    __setitem__ = set
+
+    def delete(self, key: Key) -> bool:
+        """Remove ``key``; True if it was there."""
+        check_key(key)
+        try:
+            return self._conn().execute(sql.DELETE, (key,)).rowcount > 0
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def __delitem__(self, key: Key) -> None:
+        if not self.delete(key):
+            raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return self.get(key, _MISSING) is not _MISSING  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return self._scalar(sql.LEN, ())
+
+    def __iter__(self) -> Iterator[Key]:
+        return (key for key, _ in self._pages(sql.ITEMS_FIRST, sql.ITEMS_AFTER, ()))
+
+    def items(self) -> ItemsView[Key, Value]:  # type: ignore[override]
+        """A view of ``(key, value)`` pairs in key order, read a page at a time."""
+        return _Items(self)
+
+    def values(self) -> ValuesView[Value]:  # type: ignore[override]
+        """A view of the values in key order, read a page at a time."""
+        return _Values(self)
+
+    def update(self, other: Any = (), /, **kwargs: Value) -> None:
+        """Write many pairs in one transaction; any bad pair rejects the whole batch.
+
+        Takes a mapping, an iterable of pairs (consumed as a stream, never held in memory
+        whole), and keyword pairs, like ``dict.update``. Large batches skip the per-row
+        triggers and rebuild ``counts`` with one GROUP BY at the end (see BULK_MIN).
+        """
+        if isinstance(other, Mapping):
+            pairs: Iterable[Any] = other.items()
+        elif hasattr(other, "keys"):
+            pairs = ((k, other[k]) for k in other.keys())
+        else:
+            pairs = other
+        if kwargs:
+            pairs = itertools.chain(pairs, kwargs.items())
+        with self.transaction():
+            self._load(iter(pairs))
+
+    def _load(self, pairs: Iterator[Any]) -> None:
+        conn = self._conn()
+        written = 0
+        bulk = False
+        try:
+            while True:
+                chunk = _Counted(map(check_pair, itertools.islice(pairs, CHUNK)))
+                conn.executemany(sql.UPSERT, chunk)
+                written += chunk.n
+                if chunk.n < CHUNK:
+                    break
+                if not bulk and written >= BULK_MIN and written * 4 >= self._item_rows(conn) - written:
+                    bulk = True
+                    for statement in triggers.drop_statements(triggers.CURRENT):
+                        conn.execute(statement)
+            if bulk:
+                self._rebuild_counts(conn)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def _item_rows(self, conn: sqlite3.Connection) -> int:
+        return conn.execute("SELECT count(*) FROM items").fetchone()[0]
+
+    def _rebuild_counts(self, conn: sqlite3.Connection) -> None:
+        """Recompute counts from items and (re)create the triggers; caller holds a transaction."""
+        conn.execute(sql.CLEAR_COUNTS)
+        conn.execute(sql.REBUILD_COUNTS)
+        conn.execute(sql.CLEAR_DISPLACED)
+        for statement in triggers.drop_statements(triggers.CURRENT):
+            conn.execute(statement)
+        for ddl in triggers.CURRENT:
+            conn.execute(ddl)
+
+    # -- counting ------------------------------------------------------------------------
+
+    def count(self, value: Value, strategy: Strategy = "counts") -> int:
+        """How many keys hold ``value`` (0 if none).
+
+        ``counts`` (default) is one primary-key lookup in the maintained counts table;
+        ``group_by`` aggregates over the value index; ``scan`` reads every row. All three
+        give the same answer; the last two exist to show what the counts table saves.
+        Values compare as in Python: 1 and 1.0 are the same value, '1' and b'1' are not.
+        """
+        check_value(value)
+        try:
+            query = _COUNT_SQL[strategy]
+        except (KeyError, TypeError):
+            raise ValueError(
+                f"unknown count strategy {strategy!r}; use one of: {', '.join(_COUNT_SQL)}"
+            ) from None
+        row = self._row(query, (value,))
+        return 0 if row is None else row[0]
+
+    def counts(self) -> dict[Value, int]:
+        """Every stored value with how many keys hold it, largest count first."""
+        return dict(self._all(sql.COUNTS, ()))
+
+    def most_common(self, n: int | None = None) -> list[tuple[Value, int]]:
+        """The ``n`` most held values with their counts, largest first (all when n is None)."""
+        if n is not None and n <= 0:
+            return []
+        rows = self._all(sql.COUNTS, (), limit=n)
+        return [(value, count) for value, count in rows]
+
+    def keys_for(self, value: Value) -> Iterator[Key]:
+        """The keys holding ``value``, in key order, read from the value index a page at a time."""
+        check_value(value)
+        return (
+            key
+            for (key,) in self._pages(sql.KEYS_FOR_FIRST, sql.KEYS_FOR_AFTER, (value,))
+        )
+
+    # -- transactions --------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """Make the writes inside the block atomic; nested blocks are savepoints.
+
+        Commits when the outermost block ends normally and rolls back (to the block's start,
+        for a nested one) when it raises. The write lock is taken at the start
+        (``BEGIN IMMEDIATE``), so the block never fails half-way for lack of it.
+        """
+        conn = self._conn()
+        depth = self._local.depth
+        name = f"kvstore_{depth}"
+        try:
+            conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {name}")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        self._local.depth = depth + 1
+        try:
+            yield self
+        except BaseException:
+            self._local.depth = depth
+            _quietly(conn, "ROLLBACK" if depth == 0 else f"ROLLBACK TO {name}")
+            if depth:
+                _quietly(conn, f"RELEASE {name}")
+            raise
+        self._local.depth = depth
+        try:
+            conn.execute("COMMIT" if depth == 0 else f"RELEASE {name}")
+        except sqlite3.Error as exc:
+            if depth == 0:
+                _quietly(conn, "ROLLBACK")
+            raise self._error(exc) from exc
+
+    # -- upkeep --------------------------------------------------------------------------
+
+    def verify(self) -> list[Problem]:
+        """Differences between ``counts`` and ``items``, and missing or altered triggers.
+
+        Empty when counts are exact. Reads one consistent snapshot; O(rows).
+        """
+        with self._snapshot() as conn:
+            return self._problems(conn)
+
+    def repair(self) -> int:
+        """Rebuild ``counts`` from ``items`` and restore the triggers; returns the problems fixed."""
+        with self.transaction():
+            conn = self._conn()
+            try:
+                problems = self._problems(conn)
+                if problems:
+                    if not _has_value_index(conn):
+                        conn.execute("CREATE INDEX ix_items_value ON items (value)")
+                    self._rebuild_counts(conn)
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+        return len(problems)
+
+    def _problems(self, conn: sqlite3.Connection) -> list[Problem]:
+        problems: list[Problem] = []
+        installed = dict(
+            conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'items'")
+        )
+        for ddl in triggers.CURRENT:
+            name = triggers.trigger_name(ddl)
+            if name not in installed:
+                problems.append(SchemaProblem(name, "trigger is missing; counts will drift"))
+            elif installed[name] != ddl:
+                problems.append(SchemaProblem(name, "trigger differs from kvstore's definition"))
+        if not _has_value_index(conn):
+            problems.append(SchemaProblem("ix_items_value", "index on items.value is missing"))
+        counted = dict(conn.execute(sql.RECOUNT))
+        stored = dict(conn.execute(sql.COUNTS))
+        for value in {**counted, **stored}:
+            if counted.get(value, 0) != stored.get(value, 0):
+                problems.append(Mismatch(value, counted.get(value, 0), stored.get(value, 0)))
+        return problems
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Rows and bytes on disk of ``items``, its value index and ``counts`` (from ``dbstat``)."""
+        with self._snapshot() as conn:
+            sizes = dict(
+                conn.execute(
+                    "SELECT name, sum(pgsize) FROM dbstat WHERE name IN "
+                    "('items', 'ix_items_value', 'counts') GROUP BY name"
+                )
+            )
+            rows = conn.execute("SELECT count(*) FROM items").fetchone()[0]
+            value_rows = conn.execute("SELECT count(*) FROM counts").fetchone()[0]
+            (page_count,) = conn.execute("PRAGMA page_count").fetchone()
+            (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        return {
+            "items": {"rows": rows, "bytes": sizes.get("items", 0)},
+            "value_index": {"rows": rows, "bytes": sizes.get("ix_items_value", 0)},
+            "counts": {"rows": value_rows, "bytes": sizes.get("counts", 0)},
+            "file": {"rows": rows, "bytes": page_count * page_size},
+        }
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction (or the caller's transaction), so several queries agree."""
+        conn = self._conn()
+        outer = self._local.depth == 0
+        try:
+            if outer:
+                conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if outer:
+                    conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def _row(self, query: str, params: tuple[Any, ...]) -> Any:
+        try:
+            return self._conn().execute(query, params).fetchone()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def _scalar(self, query: str, params: tuple[Any, ...]) -> Any:
+        return self._row(query, params)[0]
+
+    def _all(self, query: str, params: tuple[Any, ...], limit: int | None = None) -> list[Any]:
+        try:
+            cursor = self._conn().execute(query, params)
+            rows = cursor.fetchall() if limit is None else cursor.fetchmany(limit)
+            cursor.close()
+            return rows
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def _pages(self, first: str, after: str, params: tuple[Any, ...]) -> Iterator[Any]:
+        """Rows in key order, PAGE at a time; between pages no statement is open.
+
+        Paging by "key greater than the last one seen" rather than holding a cursor means the
+        caller may write to the store while iterating, from this thread or another.
+        """
+        rows = self._all(first, params, limit=PAGE)
+        while rows:
+            yield from rows
+            if len(rows) < PAGE:
+                return
+            rows = self._all(after, (*params, rows[-1][0]), limit=PAGE)
+
+
+class _Items(ItemsView):  # type: ignore[type-arg]
+    def __iter__(self) -> Iterator[tuple[Key, Value]]:
+        store: Store = self._mapping  # type: ignore[assignment]
+        return store._pages(sql.ITEMS_FIRST, sql.ITEMS_AFTER, ())
+
+
+class _Values(ValuesView):  # type: ignore[type-arg]
+    def __iter__(self) -> Iterator[Value]:
+        store: Store = self._mapping  # type: ignore[assignment]
+        return (value for _, value in store._pages(sql.ITEMS_FIRST, sql.ITEMS_AFTER, ()))
+
+
+class _Counted:
+    """Wraps an iterator and counts what passes through, for executemany()."""
+
+    def __init__(self, iterator: Iterator[Any]) -> None:
+        self._iterator = iterator
+        self.n = 0
+
+    def __iter__(self) -> _Counted:
+        return self
+
+    def __next__(self) -> Any:
+        item = next(self._iterator)
+        self.n += 1
+        return item
+
+
+def _has_value_index(conn: sqlite3.Connection) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'ix_items_value'"
+    ).fetchone()
+    return row is not None
+
+
+def _quietly(conn: sqlite3.Connection, statement: str) -> None:
+    """Run a rollback whose own failure must not hide the error being handled."""
+    try:
+        conn.execute(statement)
+    except sqlite3.Error:
+        pass
+
+
+def _writable(path: str) -> bool:
+    """False for a file without write permission bits, even for root (who could write it)."""
+    return os.access(path, os.W_OK) and bool(os.stat(path).st_mode & 0o222)
+
+
+def open(  # noqa: A001 - mirrors the built-in on purpose: kvstore.open(path)
+    path: str | os.PathLike[str],
+    *,
+    timeout: float = 5.0,
+    durable: bool = False,
+    readonly: bool = False,
+) -> Store:
+    """Open (creating or upgrading as needed) the kvstore file at ``path``.
+
+    ``timeout``: seconds a write waits for another writer before BusyError. ``durable``: fsync
+    each commit so it survives power loss (default: survives a crash of the process).
+    ``readonly``: never write; also chosen automatically for a file without write permission.
+    """
+    return Store(path, Options(timeout=timeout, durable=durable, readonly=readonly))
