@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kvstore.connection import Options, connect
 from kvstore.errors import (
+    CorruptError,
     Error,
     MigrationError,
     NotAKvstoreFileError,
@@ -60,22 +61,28 @@ def ensure_schema(path: str, options: Options) -> None:
 def current_revision(path: str, options: Options) -> str | None:
     """The Alembic revision recorded in the kvstore file at ``path`` (None before the first)."""
     _check_header(path)
-    conn = connect(path, options)
     try:
-        return _read_revision(conn, path)
-    finally:
-        conn.close()
+        conn = connect(path, options)
+        try:
+            return _read_revision(conn, path)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise translate(exc, path) from exc
 
 
 def migrate(path: str, revision: str, options: Options) -> None:
     """Upgrade or downgrade the kvstore file at ``path`` to ``revision``, atomically."""
     _check_header(path)
-    conn = connect(path, options)
     try:
-        current = _read_revision(conn, path)
-        _run_alembic(conn, path, lambda cfg, command: _move(command, cfg, current, revision))
-    finally:
-        conn.close()
+        conn = connect(path, options)
+        try:
+            current = _read_revision(conn, path)
+            _run_alembic(conn, path, lambda cfg, command: _move(command, cfg, current, revision))
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise translate(exc, path) from exc
 
 
 def _move(command, cfg, current: str | None, target: str) -> None:
@@ -95,7 +102,8 @@ def _check_header(path: str) -> None:
     """Refuse, without letting SQLite touch it, a file that is empty or not SQLite at all."""
     try:
         with open(path, "rb") as f:
-            header = f.read(len(SQLITE_HEADER))
+            header = f.read(100)  # the whole SQLite file header
+            size = os.fstat(f.fileno()).st_size
     except IsADirectoryError:
         raise NotAKvstoreFileError(f"{path}: is a directory, not a kvstore file") from None
     except OSError as exc:
@@ -105,10 +113,19 @@ def _check_header(path: str) -> None:
             f"{path}: the file is empty (0 bytes), so it is not a kvstore file; "
             "delete it, or choose another path, to create a new store"
         )
-    if header != SQLITE_HEADER:
+    if header[: len(SQLITE_HEADER)] != SQLITE_HEADER:
         raise NotAKvstoreFileError(
             f"{path}: not a kvstore file (it is not an SQLite database); "
             "choose another path for a new store"
+        )
+    # SQLite only ever writes whole pages. A file cut inside a page opens without complaint and
+    # then reads the missing bytes as zeros: rows come back silently wrong (NULL values).
+    page_size = int.from_bytes(header[16:18], "big") if len(header) == 100 else 0
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size >= 512 and page_size & (page_size - 1) == 0 and size % page_size:
+        raise CorruptError(
+            f"{path}: the file is truncated or damaged ({size} bytes is not a whole number of "
+            f"{page_size}-byte pages); restore it from a backup"
         )
 
 
