@@ -1,0 +1,184 @@
+"""Measure issue 3's performance targets at full size and print one table.
+
+    python -m kvstore.targets                 # 1M items, 5M-pair RSS run: ~3-5 minutes
+    python -m kvstore.targets --n 100k --rss-n 500k --repeat 2   # a quicker look
+    python -m kvstore.targets --json > targets.json
+
+Ratios are kvstore / raw sqlite3 doing the same work on the same file in the same run
+(interleaved batches, medians); see kvstore/bench.py for the references. The process-level
+targets (peak RSS, fresh-process count, import) run in subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import click
+
+from kvstore import bench
+
+CLI_FALLBACK = (
+    "import sys, kvstore; db = kvstore.open(sys.argv[1], readonly=True); print(db.count(sys.argv[2]))"
+)
+
+# VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the parent across exec.
+RSS_SCRIPT = """
+import sys, kvstore
+from kvstore.bench import pairs
+
+def hwm_kb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+n = int(sys.argv[2])
+db = kvstore.open(sys.argv[1])
+db.get(0)
+before = hwm_kb()
+db.update(pairs(0, n))              # a generator: the pairs are never all in memory
+peak = hwm_kb()
+assert len(db) == n, len(db)
+assert db.verify() == [], db.verify()[:3]
+print(before, peak)
+"""
+
+
+def wall_times(argv: list[str], runs: int) -> list[float]:
+    """Wall seconds of ``runs`` fresh processes (after one warm-up run)."""
+    subprocess.run(argv, check=True, capture_output=True)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def cli_count_argv(path: str) -> tuple[list[str], str]:
+    """``kvstore count PATH clementine``, or its Python equivalent while the CLI lacks ``count``."""
+    exe = shutil.which("kvstore")
+    if exe:
+        done = subprocess.run([exe, "count", path, "clementine"], capture_output=True, text=True)
+        if done.returncode == 0:
+            return [exe, "count", path, "clementine"], "kvstore count foods.db clementine"
+    return (
+        [sys.executable, "-c", CLI_FALLBACK, path, "clementine"],
+        "python -c 'kvstore.open(p).count(v)' (the CLI has no count command yet)",
+    )
+
+
+@click.command()
+@click.option("--n", "size", default="1M", show_default=True, help="Store size for the ratio targets.")
+@click.option("--rss-n", default="5M", show_default=True, help="Pairs streamed into update() for the RSS target.")
+@click.option("--repeat", type=int, default=3, show_default=True, help="Bulk-load runs per side.")
+@click.option("--budget", type=float, default=1.0, show_default=True, help="Seconds per latency comparison.")
+@click.option("--runs", type=int, default=9, show_default=True, help="Fresh processes per wall-time target.")
+@click.option("--dir", "folder", type=click.Path(file_okay=False), help="Scratch folder [default: a temporary one].")
+@click.option("--json", "as_json", is_flag=True)
+def main(size: str, rss_n: str, repeat: int, budget: float, runs: int, folder: str | None, as_json: bool) -> None:
+    from tabulate import tabulate
+
+    (n,) = bench.parse_sizes(size)
+    (rss_pairs,) = bench.parse_sizes(rss_n)
+    own = folder is None
+    folder = tempfile.mkdtemp(prefix="kvstore-targets-") if folder is None else folder
+    os.makedirs(folder, exist_ok=True)
+    files = bench.Files(folder)
+    rows = []
+
+    def step(label: str) -> None:
+        click.echo(f"  done: {label}", err=True)
+
+    try:
+        loads, path = bench.measure_loads(files, n, repeat, True, step)
+        latencies, space = bench.measure_store(path, n, budget, step)
+        by_name = {r["operation"]: r for r in latencies + loads}
+        for name, label in (
+            ("count counts", f"count(value), {n:,} items"),
+            ("get(key)", f"get(key), {n:,} items"),
+            ("db[key]", f"db[key], {n:,} items"),
+            ("set(key, value)", "set(key, value), autocommit, half new keys"),
+            ("update: load", f"update() of {n:,} new pairs into an empty store"),
+            ("update: merge", f"update() of {n:,} pairs into {n:,}, half overwrites"),
+        ):
+            r = by_name[name]
+            rows.append(
+                {
+                    "target": label,
+                    "kvstore": bench.fmt_time(r["kvstore"]["p50_ns"]) + ("/pair" if r["kind"] == "bulk" else ""),
+                    "raw sqlite3": bench.fmt_time(r["sqlite3"]["p50_ns"]) + ("/pair" if r["kind"] == "bulk" else ""),
+                    "ratio": f"{r['ratio']:.2f}×",
+                    "goal": f"≤ {r['target']}×",
+                    "met": r["met"],
+                    "detail": r,
+                }
+            )
+        # count as a fresh process, on the file just measured (n items)
+        foods = os.path.join(folder, "foods.db")
+        shutil.copyfile(path, foods)
+        argv, what = cli_count_argv(foods)
+        times = wall_times(argv, runs)
+        rows.append(
+            {
+                "target": f"{what}, fresh process, {n:,} items",
+                "kvstore": f"{statistics.median(times):.3f} s",
+                "raw sqlite3": "",
+                "ratio": "",
+                "goal": "≤ 0.25 s",
+                "met": statistics.median(times) <= 0.25,
+                "detail": {"seconds": times, "argv": argv[:1] + argv[-3:]},
+            }
+        )
+        times = wall_times([sys.executable, "-c", "import kvstore"], runs)
+        bare = wall_times([sys.executable, "-c", "pass"], runs)
+        rows.append(
+            {
+                "target": "python -c 'import kvstore', wall time",
+                "kvstore": f"{statistics.median(times):.3f} s",
+                "raw sqlite3": f"(bare python: {statistics.median(bare):.3f} s)",
+                "ratio": "",
+                "goal": "≤ 0.2 s",
+                "met": statistics.median(times) <= 0.2,
+                "detail": {"seconds": times, "bare_python_seconds": bare},
+            }
+        )
+        step("processes")
+        rss_path = files.empty_store()
+        done = subprocess.run(
+            [sys.executable, "-c", RSS_SCRIPT, rss_path, str(rss_pairs)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        before_kb, peak_kb = map(int, done.stdout.split())
+        rows.append(
+            {
+                "target": f"peak RSS, update() from a generator of {rss_pairs:,} pairs",
+                "kvstore": f"{peak_kb / 1024:.0f} MB",
+                "raw sqlite3": f"(before update: {before_kb / 1024:.0f} MB)",
+                "ratio": "",
+                "goal": "< 150 MB",
+                "met": peak_kb / 1024 < 150,
+                "detail": {"peak_kb": peak_kb, "before_kb": before_kb},
+            }
+        )
+        step("rss")
+    finally:
+        files.cleanup()
+        if own:
+            shutil.rmtree(folder, ignore_errors=True)
+    if as_json:
+        click.echo(json.dumps({"targets": rows, "space": space}, indent=2, default=str))
+    else:
+        table = [[r["target"], r["kvstore"], r["raw sqlite3"], r["ratio"], r["goal"], "met" if r["met"] else "MISSED"] for r in rows]
+        click.echo(tabulate(table, headers=["target", "kvstore", "raw sqlite3", "ratio", "goal", ""], disable_numparse=True))
+
+
+if __name__ == "__main__":
+    main()
