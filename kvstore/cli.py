@@ -338,7 +338,7 @@ def _stdout_text() -> Iterator[IO[str]]:
     import io
 
     sys.stdout.flush()
-    out = io.TextIOWrapper(click.get_binary_stream("stdout"), encoding="utf-8", newline="")
+    out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
     try:
         yield out
     finally:
