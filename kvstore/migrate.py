@@ -1,7 +1,7 @@
 """Bringing a file to the current schema: create it, check it, or upgrade it with Alembic.
 
-The common case, a file already at head, costs two pragma/SELECT round trips and imports
-neither SQLAlchemy nor Alembic. Creating a file imports SQLAlchemy (``create_all``) and
+The common case, a file already at head, costs a header read and one short read-only
+connection (three pragma/SELECT round trips) and imports neither SQLAlchemy nor Alembic. Creating a file imports SQLAlchemy (``create_all``) and
 Alembic (to stamp the revision); upgrading imports both.
 """
 
@@ -10,7 +10,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from kvstore.connection import Options, connect
 from kvstore.errors import (
@@ -32,60 +36,62 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def ensure_schema(path: str, options: Options) -> None:
-    """Create ``path`` or bring it to the current schema; refuse anything that is not ours."""
+    """Create ``path`` or bring it to the current schema; refuse anything that is not ours.
+
+    The file is first examined on a read-only connection: closing a read-write connection
+    would checkpoint a pending WAL or replay a hot journal, so a refused file must never get one.
+    """
     if not os.path.exists(path):
         if options.readonly:
             raise Error(f"{path}: no such file; a read-only store cannot create it")
         _create(path, options)
+    with _connected(path, replace(options, readonly=True)) as conn:
+        revision = _read_revision(conn, path)
+        (journal,) = conn.execute("PRAGMA journal_mode").fetchone()
+    if revision == HEAD_REVISION and (journal == "wal" or options.readonly):
+        return
+    if options.readonly:
+        raise Error(
+            f"{path}: the file is at schema revision {revision} and needs an upgrade "
+            "to be used, which a read-only store cannot do; run `kvstore migrate` on it "
+            "or open it writable once"
+        )
+    with _connected(path, options) as conn:
+        if revision != HEAD_REVISION:
+            _run_alembic(conn, path, lambda cfg, command, current: command.upgrade(cfg, "head"))
+        # WAL lets readers run beside one writer; the mode is stored in the file.
+        conn.execute("PRAGMA journal_mode = WAL")
+
+
+@contextmanager
+def _connected(path: str, options: Options) -> Iterator[sqlite3.Connection]:
+    """A connection to the kvstore file at ``path``, with sqlite3 errors translated."""
     _check_header(path)
     try:
         conn = connect(path, options)
+        try:
+            yield conn
+        finally:
+            conn.close()
     except sqlite3.Error as exc:
         raise translate(exc, path) from exc
-    try:
-        revision = _read_revision(conn, path)
-        if revision != HEAD_REVISION:
-            if options.readonly:
-                raise Error(
-                    f"{path}: the file is at schema revision {revision} and needs an upgrade "
-                    "to be used, which a read-only store cannot do; open it writable once"
-                )
-            _upgrade(conn, path)
-        _use_wal(conn, path)
-    except sqlite3.Error as exc:
-        raise translate(exc, path) from exc
-    finally:
-        conn.close()
 
 
 def current_revision(path: str, options: Options) -> str | None:
     """The Alembic revision recorded in the kvstore file at ``path`` (None before the first)."""
-    _check_header(path)
-    try:
-        conn = connect(path, options)
-        try:
-            return _read_revision(conn, path)
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise translate(exc, path) from exc
+    with _connected(path, replace(options, readonly=True)) as conn:
+        return _read_revision(conn, path)
 
 
 def migrate(path: str, revision: str, options: Options) -> None:
     """Upgrade or downgrade the kvstore file at ``path`` to ``revision``, atomically."""
-    _check_header(path)
-    try:
-        conn = connect(path, options)
-        try:
-            current = _read_revision(conn, path)
-            _run_alembic(conn, path, lambda cfg, command: _move(command, cfg, current, revision))
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise translate(exc, path) from exc
+    with _connected(path, replace(options, readonly=True)) as conn:
+        _read_revision(conn, path)  # refuse a foreign file before opening it for writing
+    with _connected(path, options) as conn:
+        _run_alembic(conn, path, lambda cfg, command, current: _move(command, cfg, current, revision))
 
 
-def _move(command, cfg, current: str | None, target: str) -> None:
+def _move(command: Any, cfg: Any, current: str | None, target: str) -> None:
     revisions = (None, *KNOWN_REVISIONS)
     if target == "head":
         target = HEAD_REVISION
@@ -136,10 +142,12 @@ def _read_revision(conn: sqlite3.Connection, path: str) -> str | None:
             f"{path}: an SQLite database, but not a kvstore file (application_id {app_id}); "
             "kvstore will not modify it; choose another path for a new store"
         )
-    try:
-        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-    except sqlite3.OperationalError:  # no alembic_version table: before the first revision
+    has_table = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+    ).fetchone()
+    if not has_table:  # before the first revision
         return None
+    row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
     revision = row[0] if row else None
     if revision is not None and revision not in KNOWN_REVISIONS:
         raise SchemaTooNewError(
@@ -149,19 +157,9 @@ def _read_revision(conn: sqlite3.Connection, path: str) -> str | None:
     return revision
 
 
-def _use_wal(conn: sqlite3.Connection, path: str) -> None:
-    """WAL lets readers run beside one writer; the mode is stored in the file, so set it once."""
-    (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
-    if mode != "wal":
-        conn.execute("PRAGMA journal_mode = WAL")
-
-
-def _upgrade(conn: sqlite3.Connection, path: str) -> None:
-    """Upgrade to head under the write lock, so concurrent first opens upgrade exactly once."""
-    _run_alembic(conn, path, lambda cfg, command: command.upgrade(cfg, "head"))
-
-
-def _run_alembic(conn: sqlite3.Connection, path: str, action) -> None:
+def _run_alembic(
+    conn: sqlite3.Connection, path: str, action: Callable[[Any, Any, str | None], None]
+) -> None:
     """Run an Alembic command inside one ``BEGIN IMMEDIATE`` transaction on ``conn``.
 
     Holding the write lock from the re-check through the commit makes concurrent openers wait
@@ -174,8 +172,8 @@ def _run_alembic(conn: sqlite3.Connection, path: str, action) -> None:
     with engine.connect() as sa_conn:
         try:
             sa_conn.exec_driver_sql("BEGIN IMMEDIATE")
-            _read_revision(conn, path)  # re-check under the lock: refuse what became foreign
-            action(alembic_config(sa_conn), command)
+            current = _read_revision(conn, path)  # re-read under the lock
+            action(alembic_config(sa_conn), command, current)
             sa_conn.commit()
         except Error:
             sa_conn.rollback()
@@ -196,7 +194,7 @@ def _migration_error(exc: Exception, path: str) -> Exception:
     )
 
 
-def alembic_config(connection=None):
+def alembic_config(connection: Any = None) -> Any:
     """An Alembic Config built in code: no alembic.ini needed, the host's logging untouched."""
     from alembic.config import Config
 
@@ -231,14 +229,19 @@ def _create(path: str, options: Options) -> None:
         except OSError:  # filesystems without hard links
             if not os.path.exists(path):
                 os.rename(tmp, path)
-    except sqlite3.Error as exc:
-        raise translate(exc, path) from exc
-    except PermissionError as exc:
+    except OSError as exc:
         raise Error(f"{path}: cannot create the store: {exc.strerror}") from None
+    except Exception as exc:  # SQLAlchemy wraps sqlite3's errors (a full disk, say)
+        raise _migration_error(exc, path) from exc
     finally:
-        for leftover in (tmp, tmp + "-wal", tmp + "-shm", tmp + "-journal"):
-            if os.path.exists(leftover):
-                os.remove(leftover)
+        remove_database(tmp)
+
+
+def remove_database(path: str) -> None:
+    """Delete an SQLite file and its -wal, -shm and -journal companions, if present."""
+    for name in (path, path + "-wal", path + "-shm", path + "-journal"):
+        if os.path.exists(name):
+            os.remove(name)
 
 
 def _build(tmp: str, options: Options) -> None:
@@ -248,12 +251,14 @@ def _build(tmp: str, options: Options) -> None:
     from kvstore import schema
 
     raw = sqlite3.connect(tmp, isolation_level=None)
-    raw.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-    raw.execute("PRAGMA journal_mode = WAL")
-    engine = sa.create_engine("sqlite://", creator=lambda: raw, poolclass=sa.pool.StaticPool)
-    with engine.connect() as sa_conn:
-        sa_conn.exec_driver_sql("BEGIN IMMEDIATE")
-        schema.metadata.create_all(sa_conn)
-        command.stamp(alembic_config(sa_conn), "head")
-        sa_conn.commit()
-    raw.close()  # the last connection closes: the WAL is checkpointed into the file
+    try:
+        raw.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        raw.execute("PRAGMA journal_mode = WAL")
+        engine = sa.create_engine("sqlite://", creator=lambda: raw, poolclass=sa.pool.StaticPool)
+        with engine.connect() as sa_conn:
+            sa_conn.exec_driver_sql("BEGIN IMMEDIATE")
+            schema.metadata.create_all(sa_conn)
+            command.stamp(alembic_config(sa_conn), "head")
+            sa_conn.commit()
+    finally:
+        raw.close()  # the last connection closes: the WAL is checkpointed into the file

@@ -175,11 +175,12 @@ def test_concurrent_first_open_from_several_processes(tmp_path, start):
 
 
 def unchanged_refusal(path: str, error: type[Exception], match: str) -> None:
-    before = Path(path).read_bytes()
+    """Opening ``path`` raises ``error``; neither the file nor its WAL changed."""
+    wal = Path(path + "-wal")
+    before = Path(path).read_bytes(), wal.read_bytes() if wal.exists() else b""
     with pytest.raises(error, match=match):
         kvstore.open(path)
-    assert Path(path).read_bytes() == before
-    assert not os.path.exists(path + "-wal")
+    assert (Path(path).read_bytes(), wal.read_bytes() if wal.exists() else b"") == before
 
 
 def test_refuses_a_file_that_is_not_sqlite(tmp_path):
@@ -192,6 +193,18 @@ def test_refuses_an_empty_file(tmp_path):
     path = tmp_path / "empty.db"
     path.write_bytes(b"")
     unchanged_refusal(str(path), kvstore.NotAKvstoreFileError, "empty")
+
+
+def test_refuses_a_foreign_database_with_a_pending_wal_without_checkpointing_it(tmp_path):
+    path = str(tmp_path / "theirs-wal.db")
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode = WAL")
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    writer.execute("CREATE TABLE t (x)")
+    writer.execute("INSERT INTO t VALUES (1)")
+    assert Path(path + "-wal").stat().st_size  # committed, but only in the WAL
+    unchanged_refusal(path, kvstore.NotAKvstoreFileError, "not a kvstore file")
+    writer.close()
 
 
 def test_refuses_someone_elses_sqlite_database(tmp_path):
