@@ -50,6 +50,7 @@ import click
 
 from kvstore import sql, triggers
 from kvstore.connection import Options, connect
+from kvstore.migrate import remove_database
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 QUICK_SIZES = (500, 2_000)
@@ -277,11 +278,7 @@ class Files:
             self.remove(self._empty)
             self._empty = None
 
-    @staticmethod
-    def remove(path: str) -> None:
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(path + suffix):
-                os.remove(path + suffix)
+    remove = staticmethod(remove_database)
 
 
 def drop_triggers(path: str) -> None:

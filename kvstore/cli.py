@@ -34,6 +34,7 @@ import click
 import kvstore
 from kvstore.store import Store, Strategy
 from kvstore.validate import Key, Value, check_key, check_value
+from kvstore.migrate import HEAD_REVISION, remove_database
 
 KEY_TYPES = ("str", "int", "bytes")
 VALUE_TYPES = ("str", "int", "float", "bytes")
@@ -567,7 +568,7 @@ def load(db: str, file: IO[bytes], fmt: str | None, key_type: str | None, value_
             loaded, after = tick.rows, len(store)
     except BaseException:
         if created:
-            _remove_store(db)
+            remove_database(db)  # the store this command created and failed to fill
         raise
     click.echo(f"Loaded {_plural(loaded, 'pair')} into {db} ({_plural(after - before, 'new key')}, {after:,} in all).")
 
@@ -587,13 +588,6 @@ def _format_from_name(source: str) -> str:
     if fmt is None:
         raise click.UsageError(f"cannot tell the format of {source}; pass --csv, --tsv, --nl or --json")
     return fmt
-
-
-def _remove_store(path: str) -> None:
-    """Remove a store this command created and then failed to fill."""
-    for name in (path, path + "-wal", path + "-shm", path + "-journal"):
-        if os.path.exists(name):
-            os.remove(name)
 
 
 class _Ticker:
@@ -847,11 +841,8 @@ def migrate(db: str, target: str, yes: bool) -> None:
         kvstore migrate foods.db
         kvstore migrate foods.db --to 0001
     """
-    import sqlite3
-
     from kvstore import migrate as migrations
     from kvstore.connection import Options
-    from kvstore.errors import translate
 
     if not os.path.exists(db):
         raise click.ClickException(f"{db}: no such store; check the path")
@@ -863,20 +854,15 @@ def migrate(db: str, target: str, yes: bool) -> None:
         raise click.ClickException(f"{db}: moving to base drops the items table and every item in it; "
                                    "pass --yes if that is what you want")
     goal = {"head": migrations.HEAD_REVISION, "base": None}.get(target, target)
-    try:
-        current = migrations.current_revision(db, Options())
-        if current == goal:
-            click.echo(f"{db}: at revision {_revision(current)}; nothing to do.")
-            return
-        migrations.migrate(db, target, Options())
-    except sqlite3.Error as exc:
-        raise translate(exc, db) from exc
+    current = migrations.current_revision(db, Options())
+    if current == goal:
+        click.echo(f"{db}: at revision {_revision(current)}; nothing to do.")
+        return
+    migrations.migrate(db, target, Options())
     click.echo(f"{db}: migrated from revision {_revision(current)} to {_revision(goal)}.")
 
 
 def _revision(revision: str | None) -> str:
-    from kvstore.migrate import HEAD_REVISION
-
     if revision is None:
         return "base (empty schema)"
     return f"{revision} (head)" if revision == HEAD_REVISION else revision

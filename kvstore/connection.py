@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ class Options:
     """True: fsync every commit (survives power loss, ~150 µs per commit); False: survives a
     process crash, and the last commits may be lost on power loss."""
     readonly: bool = False
+    """True: open with SQLite's mode=ro; every write raises ReadOnlyError."""
 
 
 def connect(path: str, options: Options) -> sqlite3.Connection:
@@ -26,7 +28,9 @@ def connect(path: str, options: Options) -> sqlite3.Connection:
     transaction that reads and then writes can deadlock on the lock upgrade, and the busy
     timeout cannot wait that out.
     """
-    uri = f"file:{_quote(path)}?mode={'ro' if options.readonly else 'rw'}"
+    # "file://" + an absolute path gives an empty URI authority; "file:" + "//x/..." would
+    # read x as a host and fail.
+    uri = f"file://{_quote(os.path.abspath(path))}?mode={'ro' if options.readonly else 'rw'}"
     conn = sqlite3.connect(
         uri,
         uri=True,

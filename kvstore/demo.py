@@ -28,6 +28,7 @@ import click
 import kvstore
 import kvstore.validate
 from kvstore.store import Store, Strategy
+from kvstore.migrate import remove_database
 
 FOODS = ("apple", "banana", "carrot", "celery", "mirepoix", "clementine")
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
@@ -94,19 +95,12 @@ def open_store(path: str, items: int, rebuild: bool = False) -> tuple[Store, boo
                 f"{path} already holds {held:,} item{'s' if held != 1 else ''}, not the demo's {items:,} foods; "
                 "pass --rebuild to delete and rebuild it, or choose another --path"
             )
-        _remove(path)
+        remove_database(path)
     return kvstore.open(path), False
 
 
 def _holds_demo(db: Store, items: int) -> bool:
     return len(db) == items and set(db.counts()) <= set(FOODS)
-
-
-def _remove(path: str) -> None:
-    """Delete a kvstore file and the WAL files SQLite keeps beside it."""
-    for name in (path, path + "-wal", path + "-shm", path + "-journal"):
-        if os.path.exists(name):
-            os.remove(name)
 
 
 def build(

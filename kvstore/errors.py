@@ -46,8 +46,8 @@ class CorruptError(Error):
 _BY_CODE: dict[int, tuple[type[Error], str]] = {
     5: (BusyError, "the database is busy: another connection held the write lock for longer "
                    "than the timeout; retry, or open the store with a larger timeout="),
-    6: (BusyError, "the database table is locked by another statement on this connection; "
-                   "finish iterating before writing, then retry"),
+    6: (BusyError, "a table is locked by another connection sharing this one's cache; "
+                   "retry when it has finished"),
     8: (ReadOnlyError, "the store is read-only: check the file's and its directory's permissions, "
                        "or open it without readonly=True"),
     10: (Error, "a disk I/O error occurred; check the disk and the file, then retry"),

@@ -26,9 +26,11 @@ from kvstore.errors import (
     translate,
 )
 
-# Duplicated from kvstore.schema so that this module does not import SQLAlchemy;
-# tests/test_schema.py checks that the two agree.
+# Stamped into the file header (PRAGMA application_id) so kvstore files can be told apart
+# from other SQLite databases without reading any table: ASCII "KVST".
 APPLICATION_ID = 0x4B565354
+# The Alembic revision create_all() produces, and every revision this version knows;
+# tests/test_migrations.py checks both against Alembic's scripts.
 HEAD_REVISION = "0002"
 KNOWN_REVISIONS = ("0001", "0002")
 

@@ -16,14 +16,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from kvstore import triggers
-
-# Stamped into the file header (PRAGMA application_id) so kvstore files can be told apart
-# from other SQLite databases without reading any table: ASCII "KVST".
-APPLICATION_ID = 0x4B565354
-
-# The Alembic revision that create_all() produces. A test checks it is Alembic's head.
-HEAD_REVISION = "0002"
-KNOWN_REVISIONS = ("0001", "0002")
+from kvstore.migrate import APPLICATION_ID, HEAD_REVISION, KNOWN_REVISIONS  # noqa: F401 (re-exported)
 
 
 class StoredValue(sa.types.UserDefinedType):
@@ -106,6 +99,7 @@ def hot_statements() -> dict[str, str]:
         "GET": sa.select(items.c.value).where(items.c.key == key),
         "UPSERT": upsert,
         "DELETE": sa.delete(items).where(items.c.key == key),
+        "POP": sa.delete(items).where(items.c.key == key).returning(items.c.value),
         # len() sums counts (one row per distinct value) instead of scanning items.
         "LEN": sa.select(sa.func.coalesce(sa.func.sum(counts.c.n), sa.literal_column("0"))),
         "COUNT": sa.select(counts.c.n).where(counts.c.value == value),
@@ -124,6 +118,7 @@ def hot_statements() -> dict[str, str]:
         ),
         "CLEAR_COUNTS": sa.delete(counts),
         "CLEAR_DISPLACED": sa.delete(displaced),
+        "CLEAR_ITEMS": sa.delete(items),
     }
     compiled = {name: compile_sql(stmt) for name, stmt in statements.items()}
     compiled["COUNT_GROUP_BY"] = compiled["COUNT_GROUP_BY"].replace(

@@ -9,7 +9,7 @@ import threading
 import weakref
 from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Union
 
 from kvstore import sql, triggers
@@ -73,8 +73,8 @@ _open_stores: weakref.WeakSet[Store] = weakref.WeakSet()
 
 def _forget_connections_after_fork() -> None:
     # A connection must not be used in both processes after fork(): SQLite's locks and its
-    # in-process state belong to the parent. The child starts afresh; the inherited
-    # connections are kept referenced (not closed) so no finaliser touches the parent's locks.
+    # in-process state belong to the parent. The child starts afresh and never uses or closes
+    # the inherited connections (they stay referenced, so no finaliser runs mid-work).
     for store in list(_open_stores):
         store._after_fork()
 
@@ -93,11 +93,11 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         self.path = os.fspath(path)
         self.options = options or Options()
         if not self.options.readonly and os.path.exists(self.path) and not _writable(self.path):
-            self.options = Options(self.options.timeout, self.options.durable, readonly=True)
+            self.options = replace(self.options, readonly=True)
         ensure_schema(self.path, self.options)
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._inherited: list[sqlite3.Connection] = []
         self._closed = False
         _open_stores.add(self)
@@ -112,18 +112,29 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         with self._lock:
             if self._closed:
                 raise Error(f"{self.path}: the store is closed; open it again with kvstore.open()")
+            self._close_finished_threads()
             try:
                 conn = connect(self.path, self.options)
             except sqlite3.Error as exc:
                 raise translate(exc, self.path) from exc
-            self._connections.append(conn)
+            self._connections.append((threading.current_thread(), conn))
         self._local.conn = conn
         self._local.depth = 0
         return conn
 
+    def _close_finished_threads(self) -> None:
+        """Close the connections of threads that have ended, so a thread per task costs nothing lasting."""
+        alive = []
+        for thread, conn in self._connections:
+            if thread.is_alive():
+                alive.append((thread, conn))
+            else:
+                conn.close()
+        self._connections = alive
+
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
-        self._inherited.extend(self._connections)
+        self._inherited.extend(conn for _, conn in self._connections)
         self._connections = []
         self._local = threading.local()
 
@@ -150,7 +161,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             self._closed = True
             connections, self._connections = self._connections, []
             self._local = threading.local()
-        for conn in connections:
+        for _, conn in connections:
             conn.close()
         _open_stores.discard(self)
 
@@ -209,11 +220,44 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         if not self.delete(key):
             raise KeyError(key)
 
+    def pop(self, key: Key, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value (``default``, or KeyError, when missing); atomic."""
+        check_key(key)
+        row = self._row(sql.POP, (key,))
+        if row is not None:
+            return row[0]
+        if default is _MISSING:
+            raise KeyError(key)
+        return default
+
+    def popitem(self) -> tuple[Key, Value]:
+        """Remove and return the pair with the smallest key; KeyError when empty."""
+        while True:
+            rows = self._all(sql.ITEMS_FIRST, (), limit=1)
+            if not rows:
+                raise KeyError("popitem(): the store is empty")
+            key = rows[0][0]
+            value = self.pop(key, _MISSING)
+            if value is not _MISSING:  # else another writer took it first: try the next one
+                return key, value
+
+    def clear(self) -> None:
+        """Remove every pair in one transaction (without running the triggers once per row)."""
+        with self.transaction():
+            conn = self._conn()
+            try:
+                for statement in triggers.drop_statements(triggers.CURRENT):
+                    conn.execute(statement)
+                conn.execute(sql.CLEAR_ITEMS)
+                self._rebuild_counts(conn)
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+
     def __contains__(self, key: object) -> bool:
         return self.get(key, _MISSING) is not _MISSING  # type: ignore[arg-type]
 
     def __len__(self) -> int:
-        return self._scalar(sql.LEN, ())
+        return self._row(sql.LEN, ())[0]
 
     def __iter__(self) -> Iterator[Key]:
         return (key for key, _ in self._pages(sql.ITEMS_FIRST, sql.ITEMS_AFTER, ()))
@@ -311,8 +355,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         """The ``n`` most held values with their counts, largest first (all when n is None)."""
         if n is not None and n <= 0:
             return []
-        rows = self._all(sql.COUNTS, (), limit=n)
-        return [(value, count) for value, count in rows]
+        return self._all(sql.COUNTS, (), limit=n)
 
     def keys_for(self, value: Value) -> Iterator[Key]:
         """The keys holding ``value``, in key order, read from the value index a page at a time."""
@@ -454,9 +497,6 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             return self._conn().execute(query, params).fetchone()
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
-
-    def _scalar(self, query: str, params: tuple[Any, ...]) -> Any:
-        return self._row(query, params)[0]
 
     def _all(self, query: str, params: tuple[Any, ...], limit: int | None = None) -> list[Any]:
         try:

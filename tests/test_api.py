@@ -280,3 +280,36 @@ def test_path_like_and_repr(tmp_path):
     with kvstore.open(Path(tmp_path) / "p.db") as db:
         assert "p.db" in repr(db) and "open" in repr(db)
     assert "closed" in repr(db)
+
+
+def test_pop_popitem_clear_are_atomic_and_keep_counts(db):
+    db.update({1: "a", 2: "a", 3: "b"})
+    assert db.pop(2) == "a" and db.count("a") == 1
+    assert db.pop(2, "gone") == "gone"
+    with pytest.raises(KeyError):
+        db.pop(2)
+    assert db.popitem() == (1, "a") and db.count("a") == 0
+    db.update((i, "c") for i in range(10, 1000))
+    db.clear()
+    assert len(db) == 0 and db.counts() == {} and db.verify() == []
+    with pytest.raises(KeyError):
+        db.popitem()
+    db["after"] = "d"  # the triggers are back after clear()
+    assert db.count("d") == 1 and db.verify() == []
+
+
+def test_connections_of_finished_threads_are_closed(db):
+    for _ in range(20):
+        thread = threading.Thread(target=db.get, args=(1,))
+        thread.start()
+        thread.join()
+    db.get(1)
+    assert len(db._connections) <= 2
+
+
+def test_path_with_leading_double_slash(tmp_path):
+    target = "/" + str(tmp_path / "x.db")  # "//tmp/..." is the same file to the OS
+    with kvstore.open(target) as db:
+        db[1] = "a"
+    with kvstore.open(str(tmp_path / "x.db")) as db:
+        assert db[1] == "a"
