@@ -77,7 +77,7 @@ RAW_UPSERT = (
 )
 RAW_COUNT_SQL = {"counts": RAW_COUNT, "group_by": sql.COUNT_GROUP_BY, "scan": sql.COUNT_SCAN}
 
-# Targets of issue 3: the largest kvstore/raw ratio accepted, per operation, at TARGET_N items
+# Performance targets: the largest kvstore/raw ratio accepted, per operation, at TARGET_N items
 # (smaller stores show the target for reference; below update()'s CHUNK the triggers fire per row).
 TARGET_N = 1_000_000
 TARGETS = {
