@@ -5,8 +5,9 @@ Plain functions (:func:`open_store`, :func:`build`, :func:`measure`, :func:`rend
 work so tests can run them at small sizes; :data:`command` is the thin ``kvstore demo``
 wrapper, loaded lazily by :mod:`kvstore.cli`.
 
-An existing ``--path`` is reused when it already holds the demo's number of food items, and
-refused otherwise. ``--rebuild`` deletes the file (with its ``-wal``/``-shm`` companions)
+An existing ``--path`` is reused when it already holds the demo's number of food items,
+filled when it is an empty store, and refused otherwise (a different ``--seed`` is not
+detected: the reused store keeps the seed it was built with). ``--rebuild`` deletes the file (with its ``-wal``/``-shm`` companions)
 and builds it afresh, but only once ``kvstore.open`` has accepted it as a kvstore file:
 anything else (a foreign SQLite database, a text file) is never deleted. Deleting is much
 faster than a million DELETEs through the triggers; do not rebuild a store another process
