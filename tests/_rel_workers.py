@@ -100,6 +100,15 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> tuple[str, str]:
     return out or "", err or ""
 
 
+def reap(proc: subprocess.Popen) -> None:
+    """Make sure ``proc`` is dead and its pipes closed (after a test killed it, or failed)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+    proc.stdout.close()
+    proc.stderr.close()
+
+
 def read_line(proc: subprocess.Popen, timeout: float) -> str:
     """One line of ``proc``'s stdout, or '' if none comes within ``timeout`` seconds."""
     box: list[str] = []

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import kvstore
-from tests._rel_workers import MARKERS, apply_op, integrity, parse_log, start, typed
+from tests._rel_workers import MARKERS, apply_op, integrity, parse_log, reap, start, typed
 from tests.conftest import scaled
 
 BULK_N = 65_000
@@ -93,11 +93,7 @@ def test_sigkill_loses_no_acknowledged_write_and_shows_no_partial_transaction(tm
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
-            proc.stdout.close()
-            proc.stderr.close()
+            reap(proc)
         assert proc.returncode == -signal.SIGKILL
 
         events = parse_log(log.poll())
@@ -164,11 +160,7 @@ def test_sigkill_during_creation_never_leaves_a_half_made_store(tmp_path: Path) 
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
-            proc.stdout.close()
-            proc.stderr.close()
+            reap(proc)
         leftovers = [n for n in os.listdir(folder) if n.endswith(".creating")]
         outcomes["temporary files left"] += len(leftovers)
         if not path.exists():
