@@ -714,11 +714,36 @@ def _verdict(row: dict[str, Any]) -> str:
 
 
 def render_table(report: dict[str, Any]) -> str:
-    """The report as readable tables (tabulate)."""
+    """The report as readable tables (tabulate), one section per kind of measurement."""
+    sections = [
+        _section("Latency per operation: kvstore beside raw sqlite3 on the same file",
+                 ["N", "operation", "kvstore p50", "p99", "sqlite3 p50", "p99", "ratio", "target"],
+                 _latency_rows(report)),
+        _section("Bulk update(): kvstore (counts kept exact) beside raw executemany without triggers",
+                 ["N", "update()", "kvstore", "pairs/s", "sqlite3", "pairs/s", "ratio", "target"],
+                 _bulk_rows(report)),
+        _section("Space on disk (dbstat)",
+                 ["N", "items", "value index", "counts", "file", "file/item", "counts exact"],
+                 _space_rows(report)),
+    ]
+    if report["peers"]:
+        sections.append(
+            _section("Peers (p50 per operation; load is per pair; count by scan is O(N))",
+                     ["N", "store", "items held", "load", "get", "set", "count (index)", "count (scan)"],
+                     _peer_rows(report))
+        )
+    notes = "\n".join(f"- {note}" for note in report["notes"])
+    return "\n\n".join([*sections, notes])
+
+
+def _section(title: str, headers: list[str], rows: list[list[str]]) -> str:
     from tabulate import tabulate
 
-    out = []
-    latency = [
+    return title + "\n" + tabulate(rows, headers=headers, disable_numparse=True)
+
+
+def _latency_rows(report: dict[str, Any]) -> list[list[str]]:
+    return [
         [
             f"{r['n']:,}",
             r["operation"],
@@ -732,15 +757,10 @@ def render_table(report: dict[str, Any]) -> str:
         for r in report["results"]
         if r["kind"] == "latency"
     ]
-    out.append("Latency per operation: kvstore beside raw sqlite3 on the same file")
-    out.append(
-        tabulate(
-            latency,
-            headers=["N", "operation", "kvstore p50", "p99", "sqlite3 p50", "p99", "ratio", "target"],
-            disable_numparse=True,
-        )
-    )
-    bulk = [
+
+
+def _bulk_rows(report: dict[str, Any]) -> list[list[str]]:
+    return [
         [
             f"{r['n']:,}",
             "load N new pairs" if r["operation"] == "update: load" else "N more, half overwrites",
@@ -754,16 +774,10 @@ def render_table(report: dict[str, Any]) -> str:
         for r in report["results"]
         if r["kind"] == "bulk"
     ]
-    out.append("")
-    out.append("Bulk update(): kvstore (counts kept exact) beside raw executemany without triggers")
-    out.append(
-        tabulate(
-            bulk,
-            headers=["N", "update()", "kvstore", "pairs/s", "sqlite3", "pairs/s", "ratio", "target"],
-            disable_numparse=True,
-        )
-    )
-    space = [
+
+
+def _space_rows(report: dict[str, Any]) -> list[list[str]]:
+    return [
         [
             f"{s['n']:,}",
             fmt_bytes(s["items_bytes"]),
@@ -775,59 +789,39 @@ def render_table(report: dict[str, Any]) -> str:
         ]
         for s in report["space"]
     ]
-    out.append("")
-    out.append("Space on disk (dbstat)")
-    out.append(
-        tabulate(
-            space,
-            headers=["N", "items", "value index", "counts", "file", "file/item", "counts exact"],
-            disable_numparse=True,
-        )
-    )
-    if report["peers"]:
-        kv = {(r["n"], r["operation"]): r for r in report["results"]}
-        rows = []
-        for n in report["sizes"]:
-            if (n, "get(key)") in kv:
-                rows.append(
-                    [
-                        f"{n:,}",
-                        "kvstore",
-                        f"{n:,}",
-                        fmt_time(kv[n, "update: load"]["kvstore"]["p50_ns"]),
-                        fmt_time(kv[n, "get(key)"]["kvstore"]["p50_ns"]),
-                        fmt_time(kv[n, "set(key, value)"]["kvstore"]["p50_ns"]),
-                        fmt_time(kv[n, "count counts"]["kvstore"]["p50_ns"]),
-                        fmt_time(kv[n, "count scan"]["kvstore"]["p50_ns"]),
-                    ]
-                )
-            for p in report["peers"]:
-                if p["for_n"] != n:
-                    continue
-                rows.append(
-                    [
-                        "",
-                        p["peer"],
-                        f"{p['n']:,}" + (" (capped)" if p["n"] < n else ""),
-                        fmt_time(p["load"]["p50_ns"]),
-                        fmt_time(p["get"]["p50_ns"]),
-                        fmt_time(p["set"]["p50_ns"]),
-                        fmt_time(p["count"]["p50_ns"]) if p["count"] else "-",
-                        fmt_time(p["scan"]["p50_ns"]),
-                    ]
-                )
-        out.append("")
-        out.append("Peers (p50 per operation; load is per pair; count by scan is O(N))")
-        out.append(
-            tabulate(
-                rows,
-                headers=["N", "store", "items held", "load", "get", "set", "count (index)", "count (scan)"],
-                disable_numparse=True,
+
+
+def _peer_rows(report: dict[str, Any]) -> list[list[str]]:
+    """kvstore's own figures, then each peer's, for every size."""
+    kv = {(r["n"], r["operation"]): r for r in report["results"]}
+    rows = []
+    for n in report["sizes"]:
+        if (n, "get(key)") in kv:
+            rows.append(
+                [
+                    f"{n:,}",
+                    "kvstore",
+                    f"{n:,}",
+                    *(fmt_time(kv[n, op]["kvstore"]["p50_ns"])
+                      for op in ("update: load", "get(key)", "set(key, value)", "count counts", "count scan")),
+                ]
             )
-        )
-    out.append("")
-    out.extend(f"- {note}" for note in report["notes"])
-    return "\n".join(out)
+        for p in report["peers"]:
+            if p["for_n"] != n:
+                continue
+            rows.append(
+                [
+                    "",
+                    p["peer"],
+                    f"{p['n']:,}" + (" (capped)" if p["n"] < n else ""),
+                    fmt_time(p["load"]["p50_ns"]),
+                    fmt_time(p["get"]["p50_ns"]),
+                    fmt_time(p["set"]["p50_ns"]),
+                    fmt_time(p["count"]["p50_ns"]) if p["count"] else "-",
+                    fmt_time(p["scan"]["p50_ns"]),
+                ]
+            )
+    return rows
 
 
 def plot(report: dict[str, Any], path: str) -> None:

@@ -260,7 +260,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         return self._row(sql.LEN, ())[0]
 
     def __iter__(self) -> Iterator[Key]:
-        return (key for key, _ in self._pages(sql.ITEMS_FIRST, sql.ITEMS_AFTER, ()))
+        return (key for key, _ in self._item_pages())
 
     def items(self) -> ItemsView[Key, Value]:  # type: ignore[override]
         """A view of ``(key, value)`` pairs in key order, read a page at a time."""
@@ -507,6 +507,10 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 
+    def _item_pages(self) -> Iterator[tuple[Key, Value]]:
+        """Every (key, value) pair in key order, PAGE at a time."""
+        return self._pages(sql.ITEMS_FIRST, sql.ITEMS_AFTER, ())
+
     def _pages(self, first: str, after: str, params: tuple[Any, ...]) -> Iterator[Any]:
         """Rows in key order, PAGE at a time; between pages no statement is open.
 
@@ -524,13 +528,13 @@ class Store(MutableMapping):  # type: ignore[type-arg]
 class _Items(ItemsView):  # type: ignore[type-arg]
     def __iter__(self) -> Iterator[tuple[Key, Value]]:
         store: Store = self._mapping  # type: ignore[assignment]
-        return store._pages(sql.ITEMS_FIRST, sql.ITEMS_AFTER, ())
+        return store._item_pages()
 
 
 class _Values(ValuesView):  # type: ignore[type-arg]
     def __iter__(self) -> Iterator[Value]:
         store: Store = self._mapping  # type: ignore[assignment]
-        return (value for _, value in store._pages(sql.ITEMS_FIRST, sql.ITEMS_AFTER, ()))
+        return (value for _, value in store._item_pages())
 
 
 def _has_value_index(conn: sqlite3.Connection) -> bool:

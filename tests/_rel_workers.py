@@ -22,6 +22,8 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -107,6 +109,26 @@ def reap(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
     proc.stdout.close()
     proc.stderr.close()
+
+
+@contextmanager
+def holding(path: Any, how: str = "immediate") -> Iterator[subprocess.Popen]:
+    """A process holding ``path``'s lock (``how``: immediate or exclusive) for the block."""
+    proc = start("hold", path, how, stdin=True)
+    try:
+        assert read_line(proc, 30) == "locked", stop(proc, 5)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        stop(proc, 10)
+
+
+def release(proc: subprocess.Popen, how: str = "commit") -> None:
+    """Tell a holder to end its lock (commit, rollback or done) and wait until it has."""
+    proc.stdin.write(how + "\n")
+    proc.stdin.flush()
+    assert read_line(proc, 30) == "released"
 
 
 def read_line(proc: subprocess.Popen, timeout: float) -> str:

@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,10 @@ from tests._rel_workers import (
     MISSING,
     SHARED_KEYS,
     VALUE_POOL,
+    holding,
     integrity,
     many_process,
-    read_line,
+    release,
     same,
     start,
     stop,
@@ -111,25 +113,8 @@ def holder(tmp_path: Path):
     path = str(tmp_path / "busy.db")
     with kvstore.open(path) as db:
         db.update((i, f"v{i % 5}") for i in range(1000))
-    procs = []
-
-    def hold(how: str = "immediate"):
-        proc = start("hold", path, how, stdin=True)
-        procs.append(proc)
-        assert read_line(proc, 30) == "locked", stop(proc, 5)
-        return proc
-
-    yield path, hold
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        stop(proc, 10)
-
-
-def release(proc, how: str = "commit") -> None:
-    proc.stdin.write(how + "\n")
-    proc.stdin.flush()
-    assert read_line(proc, 30) == "released"
+    with ExitStack() as stack:
+        yield path, lambda how="immediate": stack.enter_context(holding(path, how))
 
 
 def timed(fn):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import kvstore
-from tests._rel_workers import bounded, integrity, read_line, start, stop, typed_items
+from tests._rel_workers import bounded, holding, integrity, release, typed_items
 
 ROWS = 20_000
 
@@ -220,9 +220,7 @@ def test_exclusively_locked_file_gives_busy_error_then_opens_once_released(tmp_p
     path = tmp_path / "locked.db"
     with kvstore.open(str(path)) as db:
         db["mine"] = 1
-    proc = start("hold", path, "exclusive", stdin=True)
-    try:
-        assert read_line(proc, 30) == "locked", stop(proc, 5)
+    with holding(path, "exclusive") as proc:
         before = path.read_bytes()
         db, error = bounded(lambda: kvstore.open(str(path), timeout=0.5), timeout=20)
         if error is None:  # opened from a snapshot: then any access must fail clearly
@@ -231,13 +229,7 @@ def test_exclusively_locked_file_gives_busy_error_then_opens_once_released(tmp_p
         assert isinstance(error, kvstore.BusyError), repr(error)
         assert "retry" in str(error) and "timeout" in str(error)
         assert path.read_bytes() == before
-        proc.stdin.write("done\n")
-        proc.stdin.flush()
-        assert read_line(proc, 30) == "released"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        stop(proc, 10)
+        release(proc, "done")
     with kvstore.open(str(path)) as db:
         assert db["mine"] == 1 and db["held"] == "uncommitted"  # the holder's committed write
         assert db.verify() == [] and integrity(str(path)) == ["ok"]
@@ -247,9 +239,7 @@ def test_write_locked_file_opens_reads_and_times_out_writes(tmp_path: Path) -> N
     path = tmp_path / "wlocked.db"
     with kvstore.open(str(path)) as db:
         db["mine"] = 1
-    proc = start("hold", path, "immediate", stdin=True)
-    try:
-        assert read_line(proc, 30) == "locked", stop(proc, 5)
+    with holding(path, "immediate") as proc:
         db, error = bounded(lambda: kvstore.open(str(path), timeout=0.5), timeout=20)
         assert error is None, repr(error)
         try:
@@ -258,13 +248,7 @@ def test_write_locked_file_opens_reads_and_times_out_writes(tmp_path: Path) -> N
             assert isinstance(error, kvstore.BusyError), repr(error)
         finally:
             db.close()
-        proc.stdin.write("rollback\n")
-        proc.stdin.flush()
-        assert read_line(proc, 30) == "released"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        stop(proc, 10)
+        release(proc, "rollback")
     with kvstore.open(str(path)) as db:
         db["x"] = 1
         assert "held" not in db and typed_items(db) == {("str", "mine"): ("int", 1), ("str", "x"): ("int", 1)}
