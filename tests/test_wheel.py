@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import sysconfig
 import venv
 from pathlib import Path
 
@@ -34,9 +35,16 @@ def test_wheel_contains_migrations_and_type_marker(wheel):
 
 def test_installed_wheel_opens_and_upgrades_from_another_directory(wheel, tmp_path):
     env_dir = tmp_path / "venv"
-    # Dependencies come from the running environment; only kvstore itself comes from the wheel.
-    venv.create(env_dir, system_site_packages=True, with_pip=True)
+    venv.create(env_dir, system_site_packages=False, with_pip=True)
     python = env_dir / "bin" / "python"
+    # Dependencies come from the environment running the tests (the venv .ci/run made), never
+    # from the base interpreter, which on a fresh machine has none of them. A .pth line adds
+    # that site-packages as a plain directory: its own .pth files (the editable install of
+    # this checkout) are not processed, so kvstore itself can only come from the wheel.
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    running = dict.fromkeys(sysconfig.get_paths()[name] for name in ("purelib", "platlib"))
+    Path(purelib, "_running_env.pth").write_text("".join(f"{p}\n" for p in running))
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)],
                    check=True, capture_output=True, timeout=300)
     elsewhere = tmp_path / "elsewhere"
