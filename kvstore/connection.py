@@ -6,6 +6,8 @@ import os
 import sqlite3
 from dataclasses import dataclass
 
+from kvstore.errors import Error
+
 
 @dataclass(frozen=True)
 class Options:
@@ -20,6 +22,20 @@ class Options:
     """True: open with SQLite's mode=ro; every write raises ReadOnlyError."""
 
 
+poisoned: dict[tuple[int, int], str] = {}
+"""In a process forked mid-transaction: files whose SQLite state it inherited, with why it
+may not use them (see kvstore.pool). Every connection kvstore makes checks this first."""
+
+
+def file_id(path: str) -> tuple[int, int] | None:
+    """The (device, inode) pair that identifies the file at ``path`` (None if it is missing)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def connect(path: str, options: Options) -> sqlite3.Connection:
     """A connection to ``path`` in autocommit mode with kvstore's pragmas applied.
 
@@ -28,6 +44,10 @@ def connect(path: str, options: Options) -> sqlite3.Connection:
     transaction that reads and then writes can deadlock on the lock upgrade, and the busy
     timeout cannot wait that out.
     """
+    if poisoned:
+        file = file_id(path)
+        if file in poisoned:
+            raise Error(f"{path}: {poisoned[file]}")
     # "file://" + an absolute path gives an empty URI authority; "file:" + "//x/..." would
     # read x as a host and fail.
     uri = f"file://{_quote(os.path.abspath(path))}?mode={'ro' if options.readonly else 'rw'}"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kvstore.connection import Options, connect
+from kvstore.pool import OPENING
 from kvstore.errors import (
     CorruptError,
     Error,
@@ -67,16 +68,20 @@ def ensure_schema(path: str, options: Options) -> None:
 
 @contextmanager
 def _connected(path: str, options: Options) -> Iterator[sqlite3.Connection]:
-    """A connection to the kvstore file at ``path``, with sqlite3 errors translated."""
+    """A connection to the kvstore file at ``path``, with sqlite3 errors translated.
+
+    Held under OPENING: no fork() happens while this connection is open (see kvstore.pool).
+    """
     _check_header(path)
-    try:
-        conn = connect(path, options)
+    with OPENING:
         try:
-            yield conn
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise translate(exc, path) from exc
+            conn = connect(path, options)
+            try:
+                yield conn
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise translate(exc, path) from exc
 
 
 def current_revision(path: str, options: Options) -> str | None:
@@ -223,7 +228,8 @@ def _create(path: str, options: Options) -> None:
         raise Error(f"{path}: cannot create the store: directory {parent} does not exist; create it first")
     tmp = os.path.join(parent, f".{os.path.basename(path)}.{uuid.uuid4().hex}.creating")
     try:
-        _build(tmp, options)
+        with OPENING:  # no fork() while the new file's connection is open
+            _build(tmp, options)
         try:
             os.link(tmp, path)  # atomic, and fails if another process created path first
         except FileExistsError:

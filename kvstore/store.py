@@ -5,8 +5,6 @@ from __future__ import annotations
 import itertools
 import os
 import sqlite3
-import threading
-import weakref
 from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -16,6 +14,7 @@ from kvstore import sql, triggers
 from kvstore.connection import Options, connect
 from kvstore.errors import Error, translate
 from kvstore.migrate import ensure_schema
+from kvstore.pool import DISCONNECTED, ConnectionPool, Slot
 from kvstore.validate import Key, Value, check_key, check_pair, check_value
 
 Strategy = Literal["counts", "group_by", "scan"]
@@ -68,86 +67,33 @@ class SchemaProblem:
 
 Problem = Union[Mismatch, SchemaProblem]
 
-_open_stores: weakref.WeakSet[Store] = weakref.WeakSet()
-
-
-def _forget_connections_after_fork() -> None:
-    # A connection must not be used in both processes after fork(): SQLite's locks and its
-    # in-process state belong to the parent. The child starts afresh and never uses or closes
-    # the inherited connections (they stay referenced, so no finaliser runs mid-work).
-    for store in list(_open_stores):
-        store._after_fork()
-
-
-os.register_at_fork(after_in_child=_forget_connections_after_fork)
-
-
 class Store(MutableMapping):  # type: ignore[type-arg]
     """A dict-like store of ``key -> value`` on one SQLite file, with instant ``count(value)``.
 
-    Thread-safe: each thread gets its own connection. Several processes may use one file at
-    once (WAL mode; writers wait up to ``timeout`` seconds for each other).
+    Thread-safe: each thread gets its own connection (see kvstore.pool, which also makes the
+    store safe across ``os.fork()``). Several processes may use one file at once (WAL mode;
+    writers wait up to ``timeout`` seconds for each other).
     """
 
     def __init__(self, path: str | os.PathLike[str], options: Options | None = None) -> None:
-        self.path = os.fspath(path)
+        # Resolved once: after os.chdir() new threads and forked children use the same file.
+        self.path = os.path.abspath(os.fspath(path))
         self.options = options or Options()
         if not self.options.readonly and os.path.exists(self.path) and not _writable(self.path):
             self.options = replace(self.options, readonly=True)
         ensure_schema(self.path, self.options)
-        self._lock = threading.Lock()
-        self._local = threading.local()
-        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
-        self._inherited: list[sqlite3.Connection] = []
-        self._closed = False
-        _open_stores.add(self)
+        self._pool = ConnectionPool(self.path, self.options)
 
-    # -- connections ---------------------------------------------------------------------
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        return conn if conn is not None else self._connect()
-
-    def _connect(self) -> sqlite3.Connection:
-        with self._lock:
-            if self._closed:
-                raise Error(f"{self.path}: the store is closed; open it again with kvstore.open()")
-            self._close_finished_threads()
-            try:
-                conn = connect(self.path, self.options)
-            except sqlite3.Error as exc:
-                raise translate(exc, self.path) from exc
-            self._connections.append((threading.current_thread(), conn))
-        self._local.conn = conn
-        self._local.depth = 0
-        return conn
-
-    def _close_finished_threads(self) -> None:
-        """Close the connections of threads that have ended, so a thread per task costs nothing lasting."""
-        alive = []
-        for thread, conn in self._connections:
-            if thread.is_alive():
-                alive.append((thread, conn))
-            else:
-                conn.close()
-        self._connections = alive
-
-    def _after_fork(self) -> None:
-        self._lock = threading.Lock()
-        self._inherited.extend(conn for _, conn in self._connections)
-        self._connections = []
-        self._local = threading.local()
-
-    def _error(self, exc: sqlite3.Error) -> Exception:
-        if isinstance(exc, sqlite3.ProgrammingError) and self._closed:
-            return Error(f"{self.path}: the store is closed; open it again with kvstore.open()")
+    def _error(self, exc: sqlite3.Error, slot: Slot) -> Exception:
+        if isinstance(exc, sqlite3.ProgrammingError) and (slot.dead or self._pool.closed):
+            return Error(f"{self.path}: {slot.dead or self._pool.closed}")
         error = translate(exc, self.path)
-        conn = getattr(self._local, "conn", None)
-        if getattr(self._local, "depth", 0) and conn is not None and not conn.in_transaction:
+        conn = slot.conn
+        if slot.depth and conn is not DISCONNECTED and not conn.in_transaction:
             # SQLite rolled back the whole transaction by itself (it may after SQLITE_FULL, IOERR
             # or NOMEM). A stand-in transaction keeps the rest of the transaction() block from
             # autocommitting piecemeal; the block rolls it back and fails when it ends.
-            self._local.lost = error
+            slot.lost = error
             _quietly(conn, "BEGIN")
             error = type(error)(
                 f"{error}; SQLite rolled back the whole transaction: nothing written in this "
@@ -155,15 +101,31 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             )
         return error
 
+    @contextmanager
+    def _using(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, held (no fork or close() meanwhile), errors translated."""
+        slot = self._pool.enter()
+        try:
+            yield slot.conn
+        except sqlite3.Error as exc:
+            raise self._error(exc, slot) from exc
+        finally:
+            slot.lock.release()
+
     def close(self) -> None:
-        """Close every connection of this store; using it afterwards raises kvstore.Error."""
-        with self._lock:
-            self._closed = True
-            connections, self._connections = self._connections, []
-            self._local = threading.local()
-        for _, conn in connections:
-            conn.close()
-        _open_stores.discard(self)
+        """Close every connection of this store; using it afterwards raises kvstore.Error.
+
+        Calls in progress in other threads finish first; a transaction() block still open in
+        another thread is rolled back, and that block raises kvstore.Error.
+        """
+        self._pool.close("the store is closed; open it again with kvstore.open()")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as "this file, these options": the receiving process (multiprocessing with
+        # the spawn method, a ProcessPoolExecutor) opens its own store on the same file.
+        if self._pool.closed:
+            raise Error(f"{self.path}: {self._pool.closed}")
+        return (Store, (self.path, self.options))
 
     def __enter__(self) -> Store:
         return self
@@ -177,7 +139,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
     __hash__ = object.__hash__  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
+        state = "closed" if self._pool.closed else "open"
         return f"<kvstore.Store {self.path!r} ({state})>"
 
     # -- the mapping ---------------------------------------------------------------------
@@ -185,10 +147,13 @@ class Store(MutableMapping):  # type: ignore[type-arg]
     def get(self, key: Key, default: Any = None) -> Any:
         """The value stored under ``key``, or ``default``."""
         check_key(key)
+        slot = self._pool.enter()
         try:
-            row = self._conn().execute(sql.GET, (key,)).fetchone()
+            row = slot.conn.execute(sql.GET, (key,)).fetchone()
         except sqlite3.Error as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, slot) from exc
+        finally:
+            slot.lock.release()
         return default if row is None else row[0]
 
     def __getitem__(self, key: Key) -> Value:
@@ -201,20 +166,26 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         """Insert or overwrite; committed when this returns unless inside ``transaction()``."""
         check_key(key)
         check_value(value)
+        slot = self._pool.enter()
         try:
-            self._conn().execute(sql.UPSERT, (key, value))
+            slot.conn.execute(sql.UPSERT, (key, value))
         except sqlite3.Error as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, slot) from exc
+        finally:
+            slot.lock.release()
 
     __setitem__ = set
 
     def delete(self, key: Key) -> bool:
         """Remove ``key``; True if it was there."""
         check_key(key)
+        slot = self._pool.enter()
         try:
-            return self._conn().execute(sql.DELETE, (key,)).rowcount > 0
+            return slot.conn.execute(sql.DELETE, (key,)).rowcount > 0
         except sqlite3.Error as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, slot) from exc
+        finally:
+            slot.lock.release()
 
     def __delitem__(self, key: Key) -> None:
         if not self.delete(key):
@@ -230,6 +201,24 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             raise KeyError(key)
         return default
 
+    def setdefault(self, key: Key, default: Any = None) -> Any:  # type: ignore[override]
+        """The value under ``key``; if missing, store ``default`` and return it. Atomic.
+
+        MutableMapping's version reads, then writes: two threads or processes could each be
+        handed their own default while the store kept one. Here the write path re-reads under
+        the write lock, so every caller gets the value that the store holds.
+        """
+        value = self.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        check_value(default)
+        with self.transaction():  # BEGIN IMMEDIATE: no writer between the re-read and the set
+            value = self.get(key, _MISSING)
+            if value is not _MISSING:
+                return value
+            self.set(key, default)
+        return default
+
     def popitem(self) -> tuple[Key, Value]:
         """Remove and return the pair with the smallest key; KeyError when empty."""
         while True:
@@ -243,15 +232,11 @@ class Store(MutableMapping):  # type: ignore[type-arg]
 
     def clear(self) -> None:
         """Remove every pair in one transaction (without running the triggers once per row)."""
-        with self.transaction():
-            conn = self._conn()
-            try:
-                for statement in triggers.drop_statements(triggers.CURRENT):
-                    conn.execute(statement)
-                conn.execute(sql.CLEAR_ITEMS)
-                self._rebuild_counts(conn)
-            except sqlite3.Error as exc:
-                raise self._error(exc) from exc
+        with self.transaction(), self._using() as conn:
+            for statement in triggers.drop_statements(triggers.CURRENT):
+                conn.execute(statement)
+            conn.execute(sql.CLEAR_ITEMS)
+            self._rebuild_counts(conn)
 
     def __contains__(self, key: object) -> bool:
         return self.get(key, _MISSING) is not _MISSING  # type: ignore[arg-type]
@@ -289,14 +274,14 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             self._load(iter(pairs))
 
     def _load(self, pairs: Iterator[Any]) -> None:
-        conn = self._conn()
         written = 0
         bulk = False
         held = None  # rows + VALUE_WEIGHT * distinct values before the update, read once
-        try:
-            while True:
-                chunk = list(map(check_pair, itertools.islice(pairs, CHUNK)))
-                written += len(chunk)
+        while True:
+            # The caller's iterator runs outside the connection's lock: it may use the store.
+            chunk = list(map(check_pair, itertools.islice(pairs, CHUNK)))
+            written += len(chunk)
+            with self._using() as conn:
                 if not bulk and len(chunk) == CHUNK and written >= BULK_MIN:
                     if held is None:
                         held = self._held(conn)
@@ -305,12 +290,11 @@ class Store(MutableMapping):  # type: ignore[type-arg]
                         for statement in triggers.drop_statements(triggers.CURRENT):
                             conn.execute(statement)
                 conn.executemany(sql.UPSERT, chunk)
-                if len(chunk) < CHUNK:
-                    break
-            if bulk:
+            if len(chunk) < CHUNK:
+                break
+        if bulk:
+            with self._using() as conn:
                 self._rebuild_counts(conn)
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
 
     def _held(self, conn: sqlite3.Connection) -> int:
         """What a rebuild of counts would cost, in rows: read from counts (small), not items."""
@@ -375,40 +359,57 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         for a nested one) when it raises. The write lock is taken at the start
         (``BEGIN IMMEDIATE``), so the block never fails half-way for lack of it.
         """
-        conn = self._conn()
-        depth = self._local.depth
-        name = f"kvstore_{depth}"
+        slot = self._pool.enter()
+        depth = slot.depth
         try:
-            conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {name}")
+            slot.conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT kvstore_{depth}")
+            slot.depth = depth + 1
         except sqlite3.Error as exc:
-            raise self._error(exc) from exc
-        self._local.depth = depth + 1
+            raise self._error(exc, slot) from exc
+        finally:
+            slot.lock.release()
         try:
             yield self
         except BaseException:
-            self._local.depth = depth
-            _quietly(conn, "ROLLBACK" if depth == 0 else f"ROLLBACK TO {name}")
-            if depth:
-                _quietly(conn, f"RELEASE {name}")
-            else:
-                self._local.lost = None
+            self._end(slot, depth, commit=False)
             raise
-        self._local.depth = depth
-        lost = getattr(self._local, "lost", None)
-        if lost is not None:  # the block caught an error after which SQLite rolled back
-            if depth == 0:
-                self._local.lost = None
-                _quietly(conn, "ROLLBACK")
-            raise (type(lost) if isinstance(lost, Error) else Error)(
-                f"{self.path}: the transaction was rolled back after an error that the block "
-                f"caught ({lost}); nothing written in the block was kept: run it again"
-            )
-        try:
-            conn.execute("COMMIT" if depth == 0 else f"RELEASE {name}")
-        except sqlite3.Error as exc:
-            if depth == 0:
-                _quietly(conn, "ROLLBACK")
-            raise self._error(exc) from exc
+        self._end(slot, depth, commit=True)
+
+    def _end(self, slot: Slot, depth: int, commit: bool) -> None:
+        """Commit or roll back the transaction() block at ``depth`` (a savepoint when nested)."""
+        name = f"kvstore_{depth}"
+        with slot.lock:
+            slot.depth = depth
+            conn = slot.conn
+            if conn is DISCONNECTED:  # closed by close() in another thread, or inherited by fork
+                if commit:
+                    raise Error(
+                        f"{self.path}: {slot.dead or self._pool.closed}; nothing written in the "
+                        "transaction() block was kept"
+                    )
+                return
+            if not commit:
+                _quietly(conn, "ROLLBACK" if depth == 0 else f"ROLLBACK TO {name}")
+                if depth:
+                    _quietly(conn, f"RELEASE {name}")
+                else:
+                    slot.lost = None
+                return
+            lost = slot.lost
+            if lost is not None:  # the block caught an error after which SQLite rolled back
+                if depth == 0:
+                    slot.lost = None
+                    _quietly(conn, "ROLLBACK")
+                raise (type(lost) if isinstance(lost, Error) else Error)(
+                    f"{self.path}: the transaction was rolled back after an error that the block "
+                    f"caught ({lost}); nothing written in the block was kept: run it again"
+                )
+            try:
+                conn.execute("COMMIT" if depth == 0 else f"RELEASE {name}")
+            except sqlite3.Error as exc:
+                if depth == 0:
+                    _quietly(conn, "ROLLBACK")
+                raise self._error(exc, slot) from exc
 
     # -- upkeep --------------------------------------------------------------------------
 
@@ -422,16 +423,12 @@ class Store(MutableMapping):  # type: ignore[type-arg]
 
     def repair(self) -> int:
         """Rebuild ``counts`` from ``items`` and restore the triggers; returns the problems fixed."""
-        with self.transaction():
-            conn = self._conn()
-            try:
-                problems = self._problems(conn)
-                if problems:
-                    if not _has_value_index(conn):
-                        conn.execute("CREATE INDEX ix_items_value ON items (value)")
-                    self._rebuild_counts(conn)
-            except sqlite3.Error as exc:
-                raise self._error(exc) from exc
+        with self.transaction(), self._using() as conn:
+            problems = self._problems(conn)
+            if problems:
+                if not _has_value_index(conn):
+                    conn.execute("CREATE INDEX ix_items_value ON items (value)")
+                self._rebuild_counts(conn)
         return len(problems)
 
     def _problems(self, conn: sqlite3.Connection) -> list[Problem]:
@@ -479,9 +476,10 @@ class Store(MutableMapping):  # type: ignore[type-arg]
     @contextmanager
     def _snapshot(self) -> Iterator[sqlite3.Connection]:
         """One read transaction (or the caller's transaction), so several queries agree."""
-        conn = self._conn()
-        outer = self._local.depth == 0
+        slot = self._pool.enter()
         try:
+            conn = slot.conn
+            outer = slot.depth == 0
             if outer:
                 conn.execute("BEGIN")
             try:
@@ -490,22 +488,30 @@ class Store(MutableMapping):  # type: ignore[type-arg]
                 if outer:
                     conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, slot) from exc
+        finally:
+            slot.lock.release()
 
     def _row(self, query: str, params: tuple[Any, ...]) -> Any:
+        slot = self._pool.enter()
         try:
-            return self._conn().execute(query, params).fetchone()
+            return slot.conn.execute(query, params).fetchone()
         except sqlite3.Error as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, slot) from exc
+        finally:
+            slot.lock.release()
 
     def _all(self, query: str, params: tuple[Any, ...], limit: int | None = None) -> list[Any]:
+        slot = self._pool.enter()
         try:
-            cursor = self._conn().execute(query, params)
+            cursor = slot.conn.execute(query, params)
             rows = cursor.fetchall() if limit is None else cursor.fetchmany(limit)
             cursor.close()
             return rows
         except sqlite3.Error as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, slot) from exc
+        finally:
+            slot.lock.release()
 
     def _item_pages(self) -> Iterator[tuple[Key, Value]]:
         """Every (key, value) pair in key order, PAGE at a time."""

@@ -270,10 +270,11 @@ def test_stats_report_rows_and_bytes(db):
 def test_durable_option_sets_full_sync(path):
     with kvstore.open(path, durable=True) as db:
         db[1] = "a"
-        assert db._conn().execute("PRAGMA synchronous").fetchone() == (2,)
-    with kvstore.open(path) as db:
-        assert db._conn().execute("PRAGMA synchronous").fetchone() == (1,)
-        assert db._conn().execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        with db._using() as conn:
+            assert conn.execute("PRAGMA synchronous").fetchone() == (2,)
+    with kvstore.open(path) as db, db._using() as conn:
+        assert conn.execute("PRAGMA synchronous").fetchone() == (1,)
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 def test_path_like_and_repr(tmp_path):
@@ -304,7 +305,7 @@ def test_connections_of_finished_threads_are_closed(db):
         thread.start()
         thread.join()
     db.get(1)
-    assert len(db._connections) <= 2
+    assert db._pool.slot_count() <= 2
 
 
 def test_path_with_leading_double_slash(tmp_path):
