@@ -50,7 +50,7 @@ import click
 
 from kvstore import sql, triggers
 from kvstore.connection import Options, connect
-from kvstore.migrate import remove_database
+from kvstore.files import remove_database
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 QUICK_SIZES = (500, 2_000)

@@ -34,7 +34,8 @@ import click
 import kvstore
 from kvstore.store import Store, Strategy
 from kvstore.validate import Key, Value, check_key, check_value
-from kvstore.migrate import HEAD_REVISION, remove_database
+from kvstore.files import remove_database
+from kvstore.migrate import HEAD_REVISION
 
 KEY_TYPES = ("str", "int", "bytes")
 VALUE_TYPES = ("str", "int", "float", "bytes")

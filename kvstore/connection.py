@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 from dataclasses import dataclass
 
+from kvstore.constants import MAX_TIMEOUT
 from kvstore.errors import Error
+
+MEMORY = ":memory:"
+"""The path that asks for an in-memory store; its connections name it ``:memory:<id>``."""
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,17 @@ class Options:
     process crash, and the last commits may be lost on power loss."""
     readonly: bool = False
     """True: open with SQLite's mode=ro; every write raises ReadOnlyError."""
+
+    def __post_init__(self) -> None:
+        timeout = self.timeout
+        if type(timeout) not in (int, float):
+            raise TypeError(f"timeout must be a number of seconds (int or float), not {type(timeout).__name__}")
+        if math.isnan(timeout):
+            raise ValueError("timeout must be a number of seconds, not NaN")
+        if timeout < 0:
+            raise ValueError(f"timeout must be 0 seconds or more, not {timeout}")
+        if timeout > MAX_TIMEOUT:  # inf included: wait as long as SQLite can (~24.8 days)
+            object.__setattr__(self, "timeout", MAX_TIMEOUT)
 
 
 poisoned: dict[tuple[int, int], str] = {}
@@ -48,11 +64,8 @@ def connect(path: str, options: Options) -> sqlite3.Connection:
         file = file_id(path)
         if file in poisoned:
             raise Error(f"{path}: {poisoned[file]}")
-    # "file://" + an absolute path gives an empty URI authority; "file:" + "//x/..." would
-    # read x as a host and fail.
-    uri = f"file://{_quote(os.path.abspath(path))}?mode={'ro' if options.readonly else 'rw'}"
     conn = sqlite3.connect(
-        uri,
+        _uri(path, options),
         uri=True,
         timeout=options.timeout,
         isolation_level=None,
@@ -65,6 +78,45 @@ def connect(path: str, options: Options) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _uri(path: str, options: Options) -> str:
+    if path.startswith(MEMORY):
+        # memdb: one in-memory database shared by every connection of this process that names
+        # it, with ordinary locking (busy_timeout works), alive while one connection is open.
+        return f"file:/kvstore-{path[len(MEMORY):]}?vfs=memdb"
+    # "file://" + an absolute path gives an empty URI authority; "file:" + "//x/..." would
+    # read x as a host and fail.
+    uri = f"file://{_quote(os.path.abspath(path))}?mode={'ro' if options.readonly else 'rw'}"
+    if options.readonly and _read_immutable(path):
+        uri += "&immutable=1"
+    return uri
+
+
+def _read_immutable(path: str) -> bool:
+    """Read a WAL file as immutable when a reader cannot, or should not, create its -shm.
+
+    A WAL database needs its -shm file. When a writer has the file open, the -shm exists and
+    a read-only connection uses it (SQLite >= 3.22) and sees consistent snapshots. When none
+    exists, every change is in the main file; SQLite would create -shm (and -wal) to read it,
+    which fails in a directory the reader cannot write, and as another user (not root, whom
+    SQLite hands the files back from) leaves files the owner cannot open later. Reading with
+    ``immutable=1`` then writes nothing; the price is that a writer who starts meanwhile is
+    not seen (README, Guarantees).
+    """
+    if os.path.exists(path + "-shm"):
+        return False
+    try:
+        with open(path, "rb") as f:
+            header = f.read(20)
+        st = os.stat(path)
+    except OSError:
+        return False
+    if len(header) < 20 or header[18] != 2:  # not WAL: a rollback-journal reader needs no -shm
+        return False
+    euid = os.geteuid()
+    others_file = euid != 0 and st.st_uid != euid
+    return others_file or not os.access(os.path.dirname(os.path.abspath(path)) or ".", os.W_OK)
 
 
 def apply_pragmas(conn: sqlite3.Connection, options: Options) -> None:

@@ -29,7 +29,7 @@ import click
 import kvstore
 import kvstore.validate
 from kvstore.store import Store, Strategy
-from kvstore.migrate import remove_database
+from kvstore.files import remove_database
 
 FOODS = ("apple", "banana", "carrot", "celery", "mirepoix", "clementine")
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)

@@ -86,10 +86,13 @@ class Slot:
 class ConnectionPool:
     """The connections of one store: a slot per thread, closed together, fork-aware."""
 
-    def __init__(self, path: str, options: Options) -> None:
+    def __init__(self, path: str, options: Options, target: str | None = None) -> None:
         self.path = path
+        """The store's path, as messages show it."""
+        self.target = target or path
+        """What connections open: the path, or an in-memory database's name."""
         self.options = options
-        self.file = connection.file_id(path)
+        self.file = connection.file_id(path) if target is None else None
         self._lock = threading.Lock()
         self._local = threading.local()
         self._slots: list[Slot] = []
@@ -137,7 +140,7 @@ class ConnectionPool:
             raise Error(f"{self.path}: the connection of this transaction() block was closed; "
                         "nothing written in the block was kept")
         try:
-            slot.conn = connect(self.path, self.options)
+            slot.conn = connect(self.target, self.options)
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from exc
 

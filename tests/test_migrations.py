@@ -189,10 +189,17 @@ def test_refuses_a_file_that_is_not_sqlite(tmp_path):
     unchanged_refusal(str(path), kvstore.NotAKvstoreFileError, "not an SQLite database")
 
 
-def test_refuses_an_empty_file(tmp_path):
+def test_an_empty_file_becomes_a_new_store(tmp_path):
+    """As for sqlite3, a 0-byte file (a fresh tempfile, say) is a new database."""
     path = tmp_path / "empty.db"
     path.write_bytes(b"")
-    unchanged_refusal(str(path), kvstore.NotAKvstoreFileError, "empty")
+    with pytest.raises(kvstore.Error, match="empty"):
+        kvstore.open(path, readonly=True)  # nothing to read, and a reader may not create
+    assert path.read_bytes() == b""
+    with kvstore.open(path) as db:
+        db[1] = "a"
+        assert db.count("a") == 1 and db.verify() == []
+    assert revision(str(path)) == migrate.HEAD_REVISION
 
 
 def test_refuses_a_foreign_database_with_a_pending_wal_without_checkpointing_it(tmp_path):

@@ -64,7 +64,6 @@ def cases(good: bytes):
     page = 4096
     rng = random.Random(5)
     return {
-        "zero-length": (lambda p: p.write_bytes(b""), (kvstore.NotAKvstoreFileError,), ["empty", "delete it"]),
         "truncated to 10 bytes": (lambda p: p.write_bytes(good[:10]), (kvstore.NotAKvstoreFileError,), ["not"]),
         "truncated to the header": (lambda p: p.write_bytes(good[:100]), (kvstore.CorruptError, kvstore.NotAKvstoreFileError), []),
         "truncated to one page": (lambda p: p.write_bytes(good[:page]), (kvstore.CorruptError,), ["backup"]),
