@@ -16,7 +16,8 @@ from kvstore.errors import (
     SchemaTooNewError,
     StorageFullError,
 )
-from kvstore.store import Mismatch, Problem, SchemaProblem, Store, open
+from kvstore.store import Store, open
+from kvstore.upkeep import ForeignRow, Mismatch, Problem, SchemaProblem
 
 __version__ = "0.1.0"
 
@@ -24,6 +25,7 @@ __all__ = [
     "BusyError",
     "CorruptError",
     "Error",
+    "ForeignRow",
     "MigrationError",
     "Mismatch",
     "NotAKvstoreFileError",

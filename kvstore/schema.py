@@ -16,7 +16,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from kvstore import triggers
-from kvstore.migrate import APPLICATION_ID, HEAD_REVISION, KNOWN_REVISIONS  # noqa: F401 (re-exported)
+from kvstore.constants import APPLICATION_ID, HEAD_REVISION, KNOWN_REVISIONS  # noqa: F401 (re-exported)
 
 
 class StoredValue(sa.types.UserDefinedType):
@@ -98,8 +98,15 @@ def hot_statements() -> dict[str, str]:
     statements: dict[str, sa.sql.Executable] = {
         "GET": sa.select(items.c.value).where(items.c.key == key),
         "UPSERT": upsert,
-        "DELETE": sa.delete(items).where(items.c.key == key),
-        "POP": sa.delete(items).where(items.c.key == key).returning(items.c.value),
+        # IS rather than =: a key read from the store may be NULL in an items table another
+        # program recreated without NOT NULL; for every other key IS is = (same plan).
+        "DELETE": sa.delete(items).where(items.c.key.is_not_distinct_from(key)),
+        "POP": sa.delete(items).where(items.c.key.is_not_distinct_from(key)).returning(items.c.value),
+        # popitem() removes the very pair it read, so rows sharing a key (possible only in an
+        # items table recreated without kvstore's primary key) are never removed unreturned.
+        "POP_ROW": sa.delete(items)
+        .where(items.c.key.is_not_distinct_from(key), items.c.value.is_not_distinct_from(value))
+        .returning(items.c.value),
         # len() sums counts (one row per distinct value) instead of scanning items.
         "LEN": sa.select(sa.func.coalesce(sa.func.sum(counts.c.n), sa.literal_column("0"))),
         "COUNT": sa.select(counts.c.n).where(counts.c.value == value),
@@ -112,9 +119,12 @@ def hot_statements() -> dict[str, str]:
         "KEYS_FOR_AFTER": sa.select(items.c.key)
         .where(items.c.value == value, items.c.key > key)
         .order_by(by_key),
-        "RECOUNT": sa.select(items.c.value, n).group_by(items.c.value),
+        # NULL values (only an items table recreated without NOT NULL can hold them) cannot be
+        # counted: counts.value is NOT NULL. verify() lists such rows instead.
+        "RECOUNT": sa.select(items.c.value, n).where(items.c.value.is_not(None)).group_by(items.c.value),
         "REBUILD_COUNTS": sa.insert(counts).from_select(
-            ["value", "n"], sa.select(items.c.value, n).group_by(items.c.value)
+            ["value", "n"],
+            sa.select(items.c.value, n).where(items.c.value.is_not(None)).group_by(items.c.value),
         ),
         "CLEAR_COUNTS": sa.delete(counts),
         "CLEAR_DISPLACED": sa.delete(displaced),
@@ -133,11 +143,32 @@ def hot_statements() -> dict[str, str]:
     return compiled
 
 
+def definitions() -> dict[str, str]:
+    """The CREATE statements of kvstore's tables and value index, as ``sqlite_master`` keeps them.
+
+    ``create_all()`` runs exactly these (SQLite stores a statement's text from ``CREATE`` on),
+    and so do the migrations (tests/test_migrations.py); :mod:`kvstore.upkeep` compares the
+    file's objects with the copies in :mod:`kvstore.sql` and recreates objects from them.
+    """
+    from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
+
+    dialect = sqlite.dialect()
+    table = metadata.tables
+    (value_index,) = table["items"].indexes
+    ddl: dict[str, ExecutableDDLElement] = {
+        "ITEMS_TABLE": CreateTable(table["items"]),
+        "COUNTS_TABLE": CreateTable(table["counts"]),
+        "DISPLACED_TABLE": CreateTable(table["items_displaced"]),
+        "VALUE_INDEX": CreateIndex(value_index),
+    }
+    return {name: str(stmt.compile(dialect=dialect)).lstrip() for name, stmt in ddl.items()}
+
+
 def compile_sql(stmt: sa.sql.ClauseElement) -> str:
     """Compile ``stmt`` to the qmark SQL text sqlite3 executes, bound values left as ``?``."""
     return str(stmt.compile(dialect=sqlite.dialect(paramstyle="qmark")))
 
 
 if __name__ == "__main__":  # Regenerate kvstore/sql.py's constants: python -m kvstore.schema
-    for name, sql in hot_statements().items():
+    for name, sql in {**hot_statements(), **definitions()}.items():
         print(f"{name} = {sql!r}")

@@ -5,17 +5,20 @@ from __future__ import annotations
 import itertools
 import os
 import sqlite3
+import uuid
 from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from typing import Any, Literal, Union
+from dataclasses import replace
+from typing import Any, Literal
 
-from kvstore import sql, triggers
-from kvstore.connection import Options, connect
+from kvstore import sql, triggers, upkeep
+from kvstore.connection import MEMORY, Options, connect
 from kvstore.errors import Error, translate
 from kvstore.migrate import ensure_schema
-from kvstore.pool import DISCONNECTED, ConnectionPool, Slot
-from kvstore.validate import Key, Value, check_key, check_pair, check_value
+from kvstore.files import initialize
+from kvstore.pool import DISCONNECTED, OPENING, ConnectionPool, Slot
+from kvstore.upkeep import ForeignRow, Mismatch, Problem, SchemaProblem  # noqa: F401 (re-exported)
+from kvstore.validate import Key, Value, check_key, check_pair, check_stored_key, check_value
 
 Strategy = Literal["counts", "group_by", "scan"]
 _COUNT_SQL = {"counts": sql.COUNT, "group_by": sql.COUNT_GROUP_BY, "scan": sql.COUNT_SCAN}
@@ -40,33 +43,6 @@ at the end) before the chunk that brings the pairs written to at least BULK_MIN 
 _MISSING = object()
 
 
-@dataclass(frozen=True)
-class Mismatch:
-    """``counts`` disagrees with ``items`` for ``value``."""
-
-    value: Value
-    counted: int
-    """How many keys in ``items`` hold the value."""
-    stored: int
-    """What ``counts`` says (0: no row)."""
-
-    def __str__(self) -> str:
-        return f"count of {self.value!r}: items hold {self.counted}, counts says {self.stored}"
-
-
-@dataclass(frozen=True)
-class SchemaProblem:
-    """A trigger or index that keeps counts exact is missing or not the one kvstore created."""
-
-    name: str
-    problem: str
-
-    def __str__(self) -> str:
-        return f"{self.name}: {self.problem}"
-
-
-Problem = Union[Mismatch, SchemaProblem]
-
 class Store(MutableMapping):  # type: ignore[type-arg]
     """A dict-like store of ``key -> value`` on one SQLite file, with instant ``count(value)``.
 
@@ -76,13 +52,33 @@ class Store(MutableMapping):  # type: ignore[type-arg]
     """
 
     def __init__(self, path: str | os.PathLike[str], options: Options | None = None) -> None:
-        # Resolved once: after os.chdir() new threads and forked children use the same file.
-        self.path = os.path.abspath(os.fspath(path))
+        path = _check_path(path)
         self.options = options or Options()
+        self._keeper: sqlite3.Connection | None = None
+        if path == MEMORY:
+            self.path = MEMORY
+            self._pool = self._in_memory()
+            return
+        # Resolved once: after os.chdir() new threads and forked children use the same file.
+        self.path = os.path.abspath(path)
         if not self.options.readonly and os.path.exists(self.path) and not _writable(self.path):
             self.options = replace(self.options, readonly=True)
         ensure_schema(self.path, self.options)
         self._pool = ConnectionPool(self.path, self.options)
+
+    def _in_memory(self) -> ConnectionPool:
+        """A private in-memory database, kept alive by one idle connection until close()."""
+        if self.options.readonly:
+            raise ValueError("an in-memory store cannot be read-only: it starts empty")
+        target = f"{MEMORY}{uuid.uuid4().hex}"
+        with OPENING:  # no fork() while the schema is being made
+            self._keeper = connect(target, self.options)
+            try:
+                initialize(target, self.options)
+            except BaseException:
+                self._keeper.close()
+                raise
+        return ConnectionPool(self.path, self.options, target=target)
 
     def _error(self, exc: sqlite3.Error, slot: Slot) -> Exception:
         if isinstance(exc, sqlite3.ProgrammingError) and (slot.dead or self._pool.closed):
@@ -119,12 +115,17 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         another thread is rolled back, and that block raises kvstore.Error.
         """
         self._pool.close("the store is closed; open it again with kvstore.open()")
+        if self._keeper is not None:
+            self._keeper.close()  # the last connection: an in-memory database is gone
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled as "this file, these options": the receiving process (multiprocessing with
         # the spawn method, a ProcessPoolExecutor) opens its own store on the same file.
         if self._pool.closed:
             raise Error(f"{self.path}: {self._pool.closed}")
+        if self.path == MEMORY:
+            raise TypeError("an in-memory store cannot be pickled: its data lives in this "
+                            "process only; use a file path to share a store between processes")
         return (Store, (self.path, self.options))
 
     def __enter__(self) -> Store:
@@ -177,8 +178,11 @@ class Store(MutableMapping):  # type: ignore[type-arg]
     __setitem__ = set
 
     def delete(self, key: Key) -> bool:
-        """Remove ``key``; True if it was there."""
-        check_key(key)
+        """Remove ``key``; True if it was there.
+
+        Also takes the float and None keys that iteration returns for rows other programs wrote.
+        """
+        check_stored_key(key)
         slot = self._pool.enter()
         try:
             return slot.conn.execute(sql.DELETE, (key,)).rowcount > 0
@@ -192,8 +196,11 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             raise KeyError(key)
 
     def pop(self, key: Key, default: Any = _MISSING) -> Any:
-        """Remove ``key`` and return its value (``default``, or KeyError, when missing); atomic."""
-        check_key(key)
+        """Remove ``key`` and return its value (``default``, or KeyError, when missing); atomic.
+
+        Also takes the float and None keys that iteration returns for rows other programs wrote.
+        """
+        check_stored_key(key)
         row = self._row(sql.POP, (key,))
         if row is not None:
             return row[0]
@@ -220,15 +227,19 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         return default
 
     def popitem(self) -> tuple[Key, Value]:
-        """Remove and return the pair with the smallest key; KeyError when empty."""
+        """Remove and return the pair with the smallest key; KeyError when empty.
+
+        Works on whatever row is there, unvalidated: a row another program wrote with a key
+        kvstore would refuse (a float) must not stop a drain loop.
+        """
         while True:
             rows = self._all(sql.ITEMS_FIRST, (), limit=1)
             if not rows:
                 raise KeyError("popitem(): the store is empty")
-            key = rows[0][0]
-            value = self.pop(key, _MISSING)
-            if value is not _MISSING:  # else another writer took it first: try the next one
-                return key, value
+            key, value = rows[0]
+            row = self._row(sql.POP_ROW, (key, value))
+            if row is not None:  # else another writer changed or took it first: try again
+                return key, row[0]
 
     def clear(self) -> None:
         """Remove every pair in one transaction (without running the triggers once per row)."""
@@ -328,7 +339,17 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             raise ValueError(
                 f"unknown count strategy {strategy!r}; use one of: {', '.join(_COUNT_SQL)}"
             ) from None
-        row = self._row(query, (value,))
+        try:
+            row = self._row(query, (value,))
+        except Error as exc:
+            cause = str(exc.__cause__)
+            if strategy == "group_by" and ("no query solution" in cause or "no such index" in cause):
+                raise Error(
+                    f"{self.path}: count(strategy='group_by') needs kvstore's index "
+                    f"{upkeep.VALUE_INDEX} on items.value, which is missing or altered; run "
+                    "repair() (or `kvstore repair FILE`) to restore it"
+                ) from exc
+            raise
         return 0 if row is None else row[0]
 
     def counts(self) -> dict[Value, int]:
@@ -414,42 +435,26 @@ class Store(MutableMapping):  # type: ignore[type-arg]
     # -- upkeep --------------------------------------------------------------------------
 
     def verify(self) -> list[Problem]:
-        """Differences between ``counts`` and ``items``, and missing or altered triggers.
+        """Every difference between the file and kvstore's model; empty when counts are exact.
 
-        Empty when counts are exact. Reads one consistent snapshot; O(rows).
+        Mismatched counts, tables, the value index and triggers missing or altered, foreign
+        triggers that may write counts, rows outside kvstore's types (see kvstore.upkeep).
+        Reads one consistent snapshot; O(rows); a missing table is reported, not raised.
         """
         with self._snapshot() as conn:
             return self._problems(conn)
 
     def repair(self) -> int:
-        """Rebuild ``counts`` from ``items`` and restore the triggers; returns the problems fixed."""
+        """Restore what verify() reports, in one transaction; returns the problems fixed.
+
+        Rows outside kvstore's types are data and stay; kvstore.upkeep says what else cannot
+        be repaired, and why.
+        """
         with self.transaction(), self._using() as conn:
-            problems = self._problems(conn)
-            if problems:
-                if not _has_value_index(conn):
-                    conn.execute("CREATE INDEX ix_items_value ON items (value)")
-                self._rebuild_counts(conn)
-        return len(problems)
+            return upkeep.repair(conn, self.path)
 
     def _problems(self, conn: sqlite3.Connection) -> list[Problem]:
-        problems: list[Problem] = []
-        installed = dict(
-            conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'items'")
-        )
-        for ddl in triggers.CURRENT:
-            name = triggers.trigger_name(ddl)
-            if name not in installed:
-                problems.append(SchemaProblem(name, "trigger is missing; counts will drift"))
-            elif installed[name] != ddl:
-                problems.append(SchemaProblem(name, "trigger differs from kvstore's definition"))
-        if not _has_value_index(conn):
-            problems.append(SchemaProblem("ix_items_value", "index on items.value is missing"))
-        counted = dict(conn.execute(sql.RECOUNT))
-        stored = dict(conn.execute(sql.COUNTS))
-        for value in {**counted, **stored}:
-            if counted.get(value, 0) != stored.get(value, 0):
-                problems.append(Mismatch(value, counted.get(value, 0), stored.get(value, 0)))
-        return problems
+        return upkeep.problems(conn)
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Rows and bytes on disk of ``items``, its value index and ``counts`` (from ``dbstat``)."""
@@ -543,13 +548,6 @@ class _Values(ValuesView):  # type: ignore[type-arg]
         return (value for _, value in store._item_pages())
 
 
-def _has_value_index(conn: sqlite3.Connection) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'ix_items_value'"
-    ).fetchone()
-    return row is not None
-
-
 def _quietly(conn: sqlite3.Connection, statement: str) -> None:
     """Run a rollback whose own failure must not hide the error being handled."""
     try:
@@ -559,8 +557,29 @@ def _quietly(conn: sqlite3.Connection, statement: str) -> None:
 
 
 def _writable(path: str) -> bool:
-    """False for a file without write permission bits, even for root (who could write it)."""
-    return os.access(path, os.W_OK) and bool(os.stat(path).st_mode & 0o222)
+    """False for a file without write permission bits (even for root, who could write it), or
+    in a directory where SQLite could not create the -wal and -shm files a writer needs."""
+    if not (os.access(path, os.W_OK) and os.stat(path).st_mode & 0o222):
+        return False
+    if os.access(os.path.dirname(path), os.W_OK):
+        return True
+    return all(os.access(path + suffix, os.W_OK) for suffix in ("-wal", "-shm"))
+
+
+def _check_path(path: str | os.PathLike[str]) -> str:
+    """The path as a str; SQLite URIs and the empty name are refused, not taken as file names."""
+    name = os.fspath(path)
+    if not isinstance(name, str):
+        raise TypeError(f"the path must be a str or os.PathLike of str, not {type(name).__name__}")
+    if name == "":
+        raise ValueError("the path is empty; name a file, or pass ':memory:' for an in-memory store")
+    if name.lower().startswith("file:"):
+        raise ValueError(
+            f"{name!r} looks like an SQLite URI, which kvstore.open() does not take: pass the "
+            "file's path (with readonly=True to only read), or ':memory:' for an in-memory store; "
+            f"for a file really named like that, write './{name}'"
+        )
+    return name
 
 
 def open(  # noqa: A001 - mirrors the built-in on purpose: kvstore.open(path)
@@ -572,8 +591,11 @@ def open(  # noqa: A001 - mirrors the built-in on purpose: kvstore.open(path)
 ) -> Store:
     """Open (creating or upgrading as needed) the kvstore file at ``path``.
 
-    ``timeout``: seconds a write waits for another writer before BusyError. ``durable``: fsync
-    each commit so it survives power loss (default: survives a crash of the process).
-    ``readonly``: never write; also chosen automatically for a file without write permission.
+    ``path``: a file path (an empty file becomes a new store), or ``":memory:"`` for a private
+    in-memory store shared by this store's threads and gone when it closes. ``timeout``:
+    seconds a write waits for another writer before BusyError (0 or more; ``math.inf`` waits as
+    long as SQLite can, about 24.8 days). ``durable``: fsync each commit so it survives power
+    loss (default: survives a crash of the process). ``readonly``: never write; also chosen
+    automatically for a file without write permission, or in a directory that cannot be written.
     """
     return Store(path, Options(timeout=timeout, durable=durable, readonly=readonly))

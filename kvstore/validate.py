@@ -7,6 +7,7 @@ type, and bool would come back as int, so those are refused rather than silently
 
 from __future__ import annotations
 
+import math
 from typing import Union
 
 Key = Union[int, str, bytes]
@@ -27,6 +28,18 @@ def check_key(key: object) -> Key:
     elif kind is not bytes:
         raise TypeError(_unsupported("key", key, "int, str or bytes"))
     return key  # type: ignore[return-value]
+
+
+def check_stored_key(key: object) -> object:
+    """Return ``key`` if it may name a row to remove: a valid key, or a float or None.
+
+    Other programs may write float keys (and NULL ones, into an items table recreated without
+    NOT NULL); iteration returns them, so ``del db[k]`` and ``pop(k)`` must accept them back.
+    NaN is refused: SQLite binds it as NULL, so it would name the NULL key.
+    """
+    if key is None or (type(key) is float and not math.isnan(key)):
+        return key
+    return check_key(key)
 
 
 def check_value(value: object) -> Value:

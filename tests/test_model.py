@@ -196,3 +196,20 @@ class BulkPathMachine(StoreMachine):
 
 BulkPathMachine.TestCase.settings = StoreMachine.TestCase.settings
 TestBulkPathMachine = BulkPathMachine.TestCase
+
+
+class MemoryMachine(StoreMachine):
+    """The same model on an in-memory store (``kvstore.open(":memory:")``); no reopen step,
+    since closing an in-memory store discards it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.db.close()
+        self.db = kvstore.open(":memory:")
+
+    def reopen(self) -> None:  # not a rule here: shadows the parent's
+        pass
+
+
+MemoryMachine.TestCase.settings = settings(StoreMachine.TestCase.settings, max_examples=int(30 * SCALE) or 10)
+TestMemoryMachine = MemoryMachine.TestCase

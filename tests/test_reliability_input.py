@@ -204,6 +204,12 @@ def untyped(t: tuple) -> object:
     return float.fromhex(t[1]) if t[0] == "float" else t[1]
 
 
+def held(key: object, items: dict) -> bool:
+    """Whether the store holds ``key`` (a float equal to an int key names that key)."""
+    whole = type(key) is float and key.is_integer()
+    return typed(key) in items or (whole and typed(int(key)) in items)
+
+
 def snapshot(db: kvstore.Store, path: str):
     return typed_items(db), raw_counts(path)
 
@@ -310,7 +316,8 @@ def test_reads_and_deletes_of_anything_answer_or_reject(store, obj) -> None:
         ("contains", lambda: obj in db),
         ("count", lambda: db.count(obj)),
         ("keys_for", lambda: list(db.keys_for(obj))),
-        ("delete absent", lambda: db.delete(obj) if typed(obj) not in before[0] else False),
+        # delete() takes float keys back (another program may store them), and 1.0 names key 1.
+        ("delete absent", lambda: db.delete(obj) if not held(obj, before[0]) else False),
     ]:
         try:
             call()
