@@ -14,6 +14,7 @@ import errno
 import os
 import sqlite3
 import uuid
+from collections.abc import Callable
 from typing import Literal
 
 from kvstore.connection import Options, connect
@@ -207,6 +208,39 @@ def initialize(path: str, options: Options, wal: bool = False) -> None:
         raise migration_error(exc, path) from exc
     finally:
         raw.close()  # the last connection closes: a WAL is checkpointed into the file
+
+
+def copy_into_place(path: str, copy: Callable[[sqlite3.Connection], None]) -> None:
+    """Make the new SQLite file ``path`` by running ``copy`` into a fresh connection beside it.
+
+    Built in a temporary file, switched to WAL and linked into place (an existing ``path`` is
+    never replaced), so an interrupted copy leaves no half-made file at ``path``.
+    """
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        raise Error(f"{path}: directory {parent} does not exist; create it first")
+    tmp = os.path.join(parent, f".{os.path.basename(path)}.{uuid.uuid4().hex}.creating")
+    _claim(tmp, path)
+    try:
+        target = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            copy(target)
+            target.execute("PRAGMA journal_mode = WAL")
+        finally:
+            target.close()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise Error(f"{path}: already exists; choose another path") from None
+        except OSError:  # no hard links: claim the name, then move the copy over our claim
+            _claim(path, path)
+            os.replace(tmp, path)
+    except sqlite3.Error as exc:
+        from kvstore.errors import translate
+
+        raise translate(exc, path) from exc
+    finally:
+        remove_database(tmp)
 
 
 def remove_database(path: str) -> None:

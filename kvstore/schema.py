@@ -92,6 +92,22 @@ def hot_statements() -> dict[str, str]:
     upsert = upsert.on_conflict_do_update(
         index_elements=[items.c.key], set_={"value": upsert.excluded.value}
     )
+    stop = sa.bindparam("stop")
+    incr = sqlite.insert(items).values(key=key, value=value)
+    old, delta = items.c.value, incr.excluded.value
+    integer, real, zero = (sa.literal_column(text) for text in ("'integer'", "'real'", "0"))
+    int64 = sa.and_(sa.func.typeof(old) == integer, sa.func.typeof(delta) == integer)
+    incr = incr.on_conflict_do_update(
+        index_elements=[items.c.key],
+        set_={"value": old + delta},
+        where=sa.and_(
+            sa.or_(sa.func.typeof(old) == integer, sa.func.typeof(old) == real),
+            sa.not_(sa.and_(int64, sa.or_(
+                sa.and_(delta > zero, old > sa.literal_column(str(2**63 - 1)) - delta),
+                sa.and_(delta < zero, old < sa.literal_column(f"({-(2**63 - 1)} - 1)") - delta),
+            ))),
+        ),
+    ).returning(items.c.value)
     n = sa.func.count().label("n")
     count_items = sa.select(sa.func.count()).select_from(items).where(items.c.value == value)
     by_key = items.c.key.asc()
@@ -112,9 +128,30 @@ def hot_statements() -> dict[str, str]:
         "COUNT": sa.select(counts.c.n).where(counts.c.value == value),
         "COUNT_GROUP_BY": count_items,
         "COUNT_SCAN": count_items,
-        "COUNTS": sa.select(counts.c.value, counts.c.n).order_by(counts.c.n.desc()),
+        # Ties broken by value order (ints and floats, then text, then bytes), so that
+        # most_common() is deterministic; Counter breaks them by insertion order instead.
+        "COUNTS": sa.select(counts.c.value, counts.c.n).order_by(counts.c.n.desc(), counts.c.value.asc()),
+        "HELD": sa.select(sa.func.coalesce(sa.func.sum(counts.c.n), sa.literal_column("0")), sa.func.count()),
         "ITEMS_FIRST": sa.select(items.c.key, items.c.value).order_by(by_key),
         "ITEMS_AFTER": sa.select(items.c.key, items.c.value).where(items.c.key > key).order_by(by_key),
+        # Key ranges (keys()/items() with start, stop or prefix): the first page takes key >=
+        # start, later pages key > the last one seen; stop is exclusive.
+        "ITEMS_FROM": sa.select(items.c.key, items.c.value).where(items.c.key >= key).order_by(by_key),
+        "ITEMS_FROM_BEFORE": sa.select(items.c.key, items.c.value)
+        .where(items.c.key >= key, items.c.key < stop).order_by(by_key),
+        "ITEMS_AFTER_BEFORE": sa.select(items.c.key, items.c.value)
+        .where(items.c.key > key, items.c.key < stop).order_by(by_key),
+        "KEYS_FIRST": sa.select(items.c.key).order_by(by_key),
+        "KEYS_FROM": sa.select(items.c.key).where(items.c.key >= key).order_by(by_key),
+        "KEYS_AFTER": sa.select(items.c.key).where(items.c.key > key).order_by(by_key),
+        "KEYS_FROM_BEFORE": sa.select(items.c.key).where(items.c.key >= key, items.c.key < stop).order_by(by_key),
+        "KEYS_AFTER_BEFORE": sa.select(items.c.key).where(items.c.key > key, items.c.key < stop).order_by(by_key),
+        # incr() in one statement: adds to a number, or inserts delta for a missing key. The
+        # WHERE refuses a stored value that is not a number (SQLite would read 'abc' as 0) and
+        # an int sum beyond 64 bits (SQLite would turn it into a float); then nothing is
+        # returned and incr() says which. (-2**63 is written as an expression: the literal
+        # 9223372036854775808 does not fit an int, so SQLite would read it as a float.)
+        "INCR": incr,
         "KEYS_FOR_FIRST": sa.select(items.c.key).where(items.c.value == value).order_by(by_key),
         "KEYS_FOR_AFTER": sa.select(items.c.key)
         .where(items.c.value == value, items.c.key > key)

@@ -6,12 +6,12 @@ import itertools
 import os
 import sqlite3
 import uuid
-from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, MutableMapping, ValuesView
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Literal
 
-from kvstore import sql, triggers, upkeep
+from kvstore import files, ranges, sql, triggers, upkeep
 from kvstore.connection import MEMORY, Options, connect
 from kvstore.errors import Error, translate
 from kvstore.migrate import ensure_schema
@@ -226,6 +226,36 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             self.set(key, default)
         return default
 
+    def incr(self, key: Key, delta: int | float = 1) -> int | float:
+        """Add ``delta`` to the number under ``key`` (a missing key starts at 0); the new value.
+
+        One statement, so atomic across threads and processes. The sum keeps Python's types
+        (int + int is an int, anything + float a float). Refused, changing nothing: a stored
+        value that is not a number (TypeError), an int sum beyond 64 bits (OverflowError), a
+        NaN sum (ValueError).
+        """
+        check_key(key)
+        if type(delta) not in (int, float):
+            raise TypeError(f"incr() adds an int or a float, not {type(delta).__name__}")
+        check_value(delta)
+        slot = self._pool.enter()
+        try:
+            row = slot.conn.execute(sql.INCR, (key, delta)).fetchone()
+        except sqlite3.IntegrityError as exc:  # NOT NULL: SQLite stores a NaN sum as NULL
+            raise ValueError(f"incr(): {key!r} + {delta!r} is not a number (NaN); nothing was changed") from exc
+        except sqlite3.Error as exc:
+            raise self._error(exc, slot) from exc
+        finally:
+            slot.lock.release()
+        if row is not None:
+            return row[0]  # type: ignore[no-any-return]
+        current = self.get(key)
+        if type(current) not in (int, float):
+            raise TypeError(f"incr(): the value under {key!r} is {type(current).__name__} "
+                            f"{current!r:.40}, not a number; nothing was changed")
+        raise OverflowError(f"incr(): {current} + {delta} does not fit in SQLite's signed 64-bit "
+                            "integer; nothing was changed (add a float to count beyond it)")
+
     def popitem(self) -> tuple[Key, Value]:
         """Remove and return the pair with the smallest key; KeyError when empty.
 
@@ -256,11 +286,37 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         return self._row(sql.LEN, ())[0]
 
     def __iter__(self) -> Iterator[Key]:
-        return (key for key, _ in self._item_pages())
+        # Keys only: values (maybe megabytes each) are not read to list the keys.
+        return (key for (key,) in self._pages(sql.KEYS_FIRST, sql.KEYS_AFTER, ()))
 
-    def items(self) -> ItemsView[Key, Value]:  # type: ignore[override]
-        """A view of ``(key, value)`` pairs in key order, read a page at a time."""
-        return _Items(self)
+    def keys(  # type: ignore[override]
+        self, start: Key | None = None, stop: Key | None = None, *, prefix: str | bytes | None = None
+    ) -> KeysView[Key] | Iterator[Key]:
+        """The keys in key order; with ``start``/``stop`` (stop excluded) or ``prefix``, only those.
+
+        Without arguments, a view (like a dict's); with them, an iterator. Order across types:
+        ints, then strings, then bytes (see kvstore.ranges).
+        """
+        if start is None and stop is None and prefix is None:
+            return KeysView(self)
+        queries = (sql.KEYS_FROM, sql.KEYS_AFTER, sql.KEYS_FROM_BEFORE, sql.KEYS_AFTER_BEFORE)
+        return (key for (key,) in self._range(queries, start, stop, prefix))
+
+    def items(  # type: ignore[override]
+        self, start: Key | None = None, stop: Key | None = None, *, prefix: str | bytes | None = None
+    ) -> ItemsView[Key, Value] | Iterator[tuple[Key, Value]]:
+        """``(key, value)`` pairs in key order, read a page at a time; ranges as for keys()."""
+        if start is None and stop is None and prefix is None:
+            return _Items(self)
+        queries = (sql.ITEMS_FROM, sql.ITEMS_AFTER, sql.ITEMS_FROM_BEFORE, sql.ITEMS_AFTER_BEFORE)
+        return self._range(queries, start, stop, prefix)
+
+    def _range(self, queries: tuple[str, str, str, str], start: Any, stop: Any, prefix: Any) -> Iterator[Any]:
+        lower, upper = ranges.bounds(start, stop, prefix)
+        first, after, first_before, after_before = queries
+        if upper is None:
+            return self._pages(first, after, (lower,))
+        return self._pages(first_before, after_before, (lower, upper), keep=(upper,))
 
     def values(self) -> ValuesView[Value]:  # type: ignore[override]
         """A view of the values in key order, read a page at a time."""
@@ -309,7 +365,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
 
     def _held(self, conn: sqlite3.Connection) -> int:
         """What a rebuild of counts would cost, in rows: read from counts (small), not items."""
-        rows, values = conn.execute("SELECT coalesce(sum(n), 0), count(*) FROM counts").fetchone()
+        rows, values = conn.execute(sql.HELD).fetchone()
         return rows + VALUE_WEIGHT * values
 
     def _rebuild_counts(self, conn: sqlite3.Connection) -> None:
@@ -362,13 +418,13 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             return []
         return self._all(sql.COUNTS, (), limit=n)
 
-    def keys_for(self, value: Value) -> Iterator[Key]:
-        """The keys holding ``value``, in key order, read from the value index a page at a time."""
+    def keys_for(self, value: Value, limit: int | None = None) -> Iterator[Key]:
+        """The keys holding ``value`` (at most ``limit``), in key order, from the value index."""
         check_value(value)
-        return (
-            key
-            for (key,) in self._pages(sql.KEYS_FOR_FIRST, sql.KEYS_FOR_AFTER, (value,))
-        )
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise ValueError(f"limit must be a whole number 0 or more, or None; got {limit!r}")
+        keys = (key for (key,) in self._pages(sql.KEYS_FOR_FIRST, sql.KEYS_FOR_AFTER, (value,)))
+        return keys if limit is None else itertools.islice(keys, limit)
 
     # -- transactions --------------------------------------------------------------------
 
@@ -476,6 +532,38 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             "file": {"rows": rows, "bytes": page_count * page_size},
         }
 
+    def backup(self, dest: str | os.PathLike[str]) -> None:
+        """Copy the store to the new file ``dest``: a consistent snapshot, while others write.
+
+        SQLite's online backup copies every page inside one read transaction, so writers go
+        on meanwhile and the copy is the store as of one moment. The copy is built beside
+        ``dest`` and linked into place; an existing ``dest`` is refused, never overwritten.
+        Works from an in-memory store too.
+        """
+        target = os.path.abspath(_check_path(dest))
+        if os.path.lexists(target):
+            raise Error(f"{target}: already exists; backup() writes a new file only: "
+                        "choose another path or remove it first")
+        with self._using() as conn:
+            files.copy_into_place(target, conn.backup)
+
+    def vacuum(self) -> None:
+        """Rebuild the file without free pages (after many deletes); the file then shrinks.
+
+        Needs room for a second copy of the store while it runs, and waits for the write
+        lock like any write. Not inside transaction().
+        """
+        slot = self._pool.enter()
+        try:
+            if slot.depth:
+                raise Error(f"{self.path}: vacuum() cannot run inside transaction(); call it outside")
+            slot.conn.execute("VACUUM")
+            slot.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # hand the freed pages back
+        except sqlite3.Error as exc:
+            raise self._error(exc, slot) from exc
+        finally:
+            slot.lock.release()
+
     # -- helpers -------------------------------------------------------------------------
 
     @contextmanager
@@ -522,18 +610,22 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         """Every (key, value) pair in key order, PAGE at a time."""
         return self._pages(sql.ITEMS_FIRST, sql.ITEMS_AFTER, ())
 
-    def _pages(self, first: str, after: str, params: tuple[Any, ...]) -> Iterator[Any]:
+    def _pages(
+        self, first: str, after: str, params: tuple[Any, ...], keep: tuple[Any, ...] | None = None
+    ) -> Iterator[Any]:
         """Rows in key order, PAGE at a time; between pages no statement is open.
 
         Paging by "key greater than the last one seen" rather than holding a cursor means the
-        caller may write to the store while iterating, from this thread or another.
+        caller may write to the store while iterating, from this thread or another. ``after``
+        takes the last key followed by ``keep`` (default: ``params`` come first, then the key).
         """
         rows = self._all(first, params, limit=PAGE)
         while rows:
             yield from rows
             if len(rows) < PAGE:
                 return
-            rows = self._all(after, (*params, rows[-1][0]), limit=PAGE)
+            last = rows[-1][0]
+            rows = self._all(after, (*params, last) if keep is None else (last, *keep), limit=PAGE)
 
 
 class _Items(ItemsView):  # type: ignore[type-arg]

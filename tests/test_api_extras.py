@@ -1,0 +1,200 @@
+"""incr(), key ranges and prefixes, keys_for(limit=), backup(), vacuum(), and most_common's ties."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import given, settings
+
+import kvstore
+from kvstore import ranges
+
+
+def order(key: object) -> tuple[int, object]:
+    """SQLite's order of kvstore keys: ints, then strings (by code point), then bytes."""
+    rank = {int: 0, str: 1, bytes: 2}[type(key)]
+    return rank, key
+
+
+# -- incr -------------------------------------------------------------------------------------
+
+
+def test_incr_adds_with_pythons_types(db):
+    assert db.incr("n") == 1 and type(db["n"]) is int
+    assert db.incr("n", 41) == 42
+    assert db.incr("n", -0.5) == 41.5 and type(db["n"]) is float
+    assert db.incr("f", 2.5) == 2.5
+    assert db.count(41.5) == 1 and db.verify() == []
+
+
+@pytest.mark.parametrize("stored, delta, error", [
+    ("text", 1, TypeError), (b"x", 1, TypeError), (2**63 - 1, 1, OverflowError),
+    (-(2**63), -1, OverflowError), (float("inf"), float("-inf"), ValueError),
+])
+def test_incr_refuses_and_changes_nothing(db, stored, delta, error):
+    db["k"] = stored
+    with pytest.raises(error, match="nothing was changed"):
+        db.incr("k", delta)
+    assert db["k"] == stored and db.count(stored) == 1 and db.verify() == []
+
+
+@pytest.mark.parametrize("delta", [True, "1", None, float("nan"), 2**64])
+def test_incr_refuses_bad_deltas(db, delta):
+    with pytest.raises((TypeError, ValueError, OverflowError)):
+        db.incr("k", delta)
+    assert "k" not in db
+
+
+def test_incr_at_the_int64_edges(db):
+    db["top"] = 2**63 - 2
+    assert db.incr("top") == 2**63 - 1
+    db["bottom"] = -(2**63) + 5
+    with pytest.raises(OverflowError):
+        db.incr("bottom", -6)
+    assert db.incr("bottom", -5) == -(2**63)
+
+
+def _incr_many(args: tuple[str, int]) -> None:
+    path, n = args
+    with kvstore.open(path, timeout=30) as db:
+        for _ in range(n):
+            db.incr("counter")
+
+
+def test_incr_is_atomic_across_threads_and_processes(path):
+    db = kvstore.open(path, timeout=30)
+    threads = [threading.Thread(target=lambda: [db.incr("counter") for _ in range(300)]) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pool.map(_incr_many, [(path, 300)] * 2)
+    for thread in threads:
+        thread.join(60)
+    assert db["counter"] == 6 * 300 and db.count(1800) == 1
+    db.close()
+
+
+# -- ranges -----------------------------------------------------------------------------------
+
+keys = st.one_of(
+    st.integers(-(2**63), 2**63 - 1),
+    st.text(alphabet=st.sampled_from("ab\x00é\U0010ffff\ud7ff\ue000"), max_size=4),
+    st.binary(max_size=3).map(lambda b: b.replace(b"\x02", b"\xff")),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sets(keys, max_size=25), st.one_of(st.none(), keys), st.one_of(st.none(), keys))
+def test_ranges_agree_with_a_sorted_model(tmp_path_factory, stored, start, stop):
+    path = str(tmp_path_factory.mktemp("r") / "r.db")
+    with kvstore.open(path) as db:
+        db.update((k, 1) for k in stored)
+        model = sorted(stored, key=order)
+        expected = [k for k in model
+                    if (start is None or order(k) >= order(start)) and (stop is None or order(k) < order(stop))]
+        if start is None and stop is None:
+            assert list(db.keys()) == model
+        else:
+            assert list(db.keys(start, stop)) == expected
+            assert [k for k, _ in db.items(start=start, stop=stop)] == expected
+        for prefix in {k[:1] for k in stored if not isinstance(k, int)} | {"", b""}:
+            want = [k for k in model if type(k) is type(prefix) and k.startswith(prefix)]
+            assert list(db.keys(prefix=prefix)) == want, prefix
+
+
+def test_ranges_page_past_a_thousand(db):
+    db.update((f"k{i:05}", i) for i in range(2500))
+    db.update((i, i) for i in range(10))
+    assert list(db.keys("k00500", "k02100")) == [f"k{i:05}" for i in range(500, 2100)]
+    assert len(list(db.items(prefix="k0"))) == 2500
+
+
+def test_prefix_bounds():
+    assert ranges.bounds(None, None, "ab") == ("ab", "ac")
+    assert ranges.bounds(None, None, "a\U0010ffff") == ("a\U0010ffff", "b")
+    assert ranges.bounds(None, None, "\U0010ffff") == ("\U0010ffff", b"")
+    assert ranges.bounds(None, None, "\ud7ff") == ("\ud7ff", "\ue000")
+    assert ranges.bounds(None, None, b"a\xff") == (b"a\xff", b"b")
+    assert ranges.bounds(None, None, b"\xff") == (b"\xff", None)
+    with pytest.raises(ValueError, match="not both"):
+        ranges.bounds("a", None, "a")
+    with pytest.raises(TypeError):
+        ranges.bounds(None, None, 1)
+
+
+def test_keys_view_still_works(db):
+    db.update({1: "a", 2: "b"})
+    assert db.keys() == {1, 2} and 1 in db.keys() and len(db.keys()) == 2
+    assert db.items() == {(1, "a"), (2, "b")}
+
+
+def test_keys_for_limit(db):
+    db.update((i, "v") for i in range(2500))
+    assert list(db.keys_for("v", limit=3)) == [0, 1, 2]
+    assert list(db.keys_for("v", limit=0)) == []
+    assert len(list(db.keys_for("v"))) == 2500
+    with pytest.raises(ValueError):
+        db.keys_for("v", limit=-1)
+
+
+def test_most_common_breaks_ties_by_value_order(db):
+    db.update({1: "b", 2: "a", 3: b"z", 4: 7, 5: "c", 6: "c"})
+    assert db.most_common() == [("c", 2), (7, 1), ("a", 1), ("b", 1), (b"z", 1)]
+
+
+# -- backup and vacuum ------------------------------------------------------------------------
+
+
+def test_backup_is_a_consistent_copy_while_another_thread_writes(tmp_path, db):
+    db.update((i, "seed") for i in range(20_000))
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            with db.transaction():  # each transaction keeps the two totals equal
+                db[f"a{i % 100}"] = i
+                db[f"b{i % 100}"] = i
+            i += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for n in range(3):
+            db.backup(tmp_path / f"copy{n}.db")
+    finally:
+        stop.set()
+        thread.join(30)
+    for n in range(3):
+        with kvstore.open(tmp_path / f"copy{n}.db") as copy:
+            assert copy.verify() == [] and copy.count("seed") == 20_000
+            assert [copy.get(f"a{i}") for i in range(100)] == [copy.get(f"b{i}") for i in range(100)]
+    with pytest.raises(kvstore.Error, match="already exists"):
+        db.backup(tmp_path / "copy0.db")
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".creating")]
+
+
+def test_vacuum_shrinks_the_file(path, db):
+    db.update((i, "x" * 200) for i in range(20_000))
+    db.clear()
+    before = os.path.getsize(path)
+    db.vacuum()
+    assert os.path.getsize(path) < before / 5
+    db[1] = "after"
+    assert db.verify() == [] and len(db) == 1
+    with db.transaction(), pytest.raises(kvstore.Error, match="inside transaction"):
+        db.vacuum()
+
+
+def test_store_equality_is_identity(path):
+    a, b = kvstore.open(path), kvstore.open(path)
+    try:
+        assert a != b and a == a and len({a, b}) == 2
+        assert dict(a.items()) == dict(b.items())  # compare contents explicitly
+    finally:
+        a.close()
+        b.close()
