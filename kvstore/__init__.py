@@ -19,7 +19,19 @@ from kvstore.errors import (
 from kvstore.store import Store, open
 from kvstore.upkeep import ForeignRow, Mismatch, Problem, SchemaProblem
 
-__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> str:
+    # __version__ comes from the installed metadata, read on first use: importing
+    # importlib.metadata costs milliseconds that `kvstore count` should not pay.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("kvstore")
+        except PackageNotFoundError:  # a source checkout on sys.path without an install
+            return "0+unknown"
+    raise AttributeError(f"module 'kvstore' has no attribute {name!r}")
 
 __all__ = [
     "BusyError",

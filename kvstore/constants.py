@@ -10,6 +10,9 @@ HEAD_REVISION = "0002"
 KNOWN_REVISIONS = ("0001", "0002")
 """Every revision this version knows, oldest first."""
 
+VALUE_INDEX = "ix_items_value"
+"""The index on items.value (the model names it; verify(), stats() and the group_by hint use it)."""
+
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 MAX_TIMEOUT = (2**31 - 1) / 1000

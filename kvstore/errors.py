@@ -43,30 +43,43 @@ class CorruptError(Error):
 
 
 # SQLite primary result codes (the low byte of an extended code) and what they mean to a user.
+# Storage problems (STORAGE) keep their own exception wherever they happen, migrations included.
 _BY_CODE: dict[int, tuple[type[Error], str]] = {
-    5: (BusyError, "the database is busy: another connection held the write lock for longer "
-                   "than the timeout; retry, or open the store with a larger timeout="),
-    6: (BusyError, "a table is locked by another connection sharing this one's cache; "
-                   "retry when it has finished"),
-    8: (ReadOnlyError, "the store is read-only: check the file's and its directory's permissions, "
-                       "or open it without readonly=True"),
-    10: (Error, "a disk I/O error occurred; check the disk and the file, then retry"),
-    11: (CorruptError, "the database file is damaged (corrupt); restore it from a backup"),
-    13: (StorageFullError, "the disk or the database size limit is full; free some space and "
-                           "retry (nothing of the failed write was kept)"),
-    14: (Error, "SQLite cannot open the database file; check that the path and its "
-                "directory exist and are accessible"),
-    26: (NotAKvstoreFileError, "the file is not an SQLite database"),
+    sqlite3.SQLITE_BUSY: (BusyError, "the database is busy: another connection held the write "
+                                     "lock for longer than the timeout; retry, or wait longer "
+                                     "(timeout= in Python, --timeout on the command line)"),
+    sqlite3.SQLITE_LOCKED: (BusyError, "a table is locked by another connection sharing this "
+                                       "one's cache; retry when it has finished"),
+    sqlite3.SQLITE_READONLY: (ReadOnlyError, "the store is read-only: check the file's and its "
+                                             "directory's permissions, or open it for writing "
+                                             "(without readonly=True in Python)"),
+    sqlite3.SQLITE_IOERR: (Error, "a disk I/O error occurred; check the disk and the file, then retry"),
+    sqlite3.SQLITE_CORRUPT: (CorruptError, "the database file is damaged (corrupt); restore it from a backup"),
+    sqlite3.SQLITE_FULL: (StorageFullError, "the disk or the database size limit is full; free some "
+                                            "space and retry (nothing of the failed write was kept)"),
+    sqlite3.SQLITE_CANTOPEN: (Error, "SQLite cannot open the database file; check that the path "
+                                     "and its directory exist and are accessible"),
+    sqlite3.SQLITE_NOTADB: (NotAKvstoreFileError, "the file is not an SQLite database"),
 }
+
+STORAGE = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR,
+                     sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_FULL, sqlite3.SQLITE_NOTADB})
+"""Result codes that say the storage failed, not the statement: never a "migration failed"."""
+
+
+def primary_code(exc: BaseException) -> int | None:
+    """The SQLite primary result code of a sqlite3 exception, or None."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
 
 
 def translate(exc: sqlite3.Error, path: str) -> Exception:
     """Turn a raw sqlite3 exception into the kvstore exception a user can act on."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None and code & 0xFF in _BY_CODE:
-        cls, message = _BY_CODE[code & 0xFF]
+    code = primary_code(exc)
+    if code in _BY_CODE:
+        cls, message = _BY_CODE[code]
         return cls(f"{path}: {message} (SQLite said: {exc})")
-    if code is not None and code & 0xFF == 18:  # SQLITE_TOOBIG
+    if code == sqlite3.SQLITE_TOOBIG:
         return ValueError(f"{path}: a key or value is larger than SQLite allows ({exc})")
     if isinstance(exc, sqlite3.DataError):
         return ValueError(f"{path}: SQLite rejected the data: {exc}")

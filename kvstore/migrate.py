@@ -23,6 +23,8 @@ from kvstore.errors import (
     MigrationError,
     NotAKvstoreFileError,
     ReadOnlyError,
+    STORAGE,
+    primary_code,
     SchemaTooNewError,
     translate,
 )
@@ -186,7 +188,7 @@ def _run_alembic(
 def migration_error(exc: Exception, path: str) -> Exception:
     """A storage problem keeps its own kvstore exception; anything else is a failed migration."""
     orig = getattr(exc, "orig", exc)  # SQLAlchemy wraps the sqlite3 exception
-    if isinstance(orig, sqlite3.Error) and getattr(orig, "sqlite_errorcode", 0) & 0xFF in (5, 8, 10, 11, 13, 26):
+    if isinstance(orig, sqlite3.Error) and primary_code(orig) in STORAGE:
         return translate(orig, path)
     return MigrationError(
         f"{path}: migrating the schema failed and was rolled back; the file keeps "

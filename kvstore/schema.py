@@ -16,7 +16,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from kvstore import triggers
-from kvstore.constants import APPLICATION_ID, HEAD_REVISION, KNOWN_REVISIONS  # noqa: F401 (re-exported)
+from kvstore.constants import APPLICATION_ID, HEAD_REVISION, KNOWN_REVISIONS, VALUE_INDEX  # noqa: F401 (re-exported)
 
 
 class StoredValue(sa.types.UserDefinedType):
@@ -42,7 +42,7 @@ class Item(Base):
 
     __tablename__ = "items"
     __table_args__ = (
-        sa.Index("ix_items_value", "value"),
+        sa.Index(VALUE_INDEX, "value"),
         {"sqlite_with_rowid": False},
     )
     key: Mapped[object] = mapped_column(StoredValue(), primary_key=True)
@@ -169,7 +169,7 @@ def hot_statements() -> dict[str, str]:
     }
     compiled = {name: compile_sql(stmt) for name, stmt in statements.items()}
     compiled["COUNT_GROUP_BY"] = compiled["COUNT_GROUP_BY"].replace(
-        "FROM items", "FROM items INDEXED BY ix_items_value"
+        "FROM items", f"FROM items INDEXED BY {VALUE_INDEX}"
     )
     # Unary + makes the term unusable for an index search, so SQLite reads every row (it
     # picks the narrowest b-tree that holds them all). NOT INDEXED alone does not stop a

@@ -7,12 +7,13 @@ import os
 import sqlite3
 import uuid
 from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, MutableMapping, ValuesView
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from typing import Any, Literal
 
 from kvstore import files, ranges, sql, triggers, upkeep
 from kvstore.connection import MEMORY, Options, connect
+from kvstore.constants import VALUE_INDEX
 from kvstore.errors import Error, translate
 from kvstore.migrate import ensure_schema
 from kvstore.files import initialize
@@ -273,11 +274,8 @@ class Store(MutableMapping):  # type: ignore[type-arg]
 
     def clear(self) -> None:
         """Remove every pair in one transaction (without running the triggers once per row)."""
-        with self.transaction(), self._using() as conn:
-            for statement in triggers.drop_statements(triggers.CURRENT):
-                conn.execute(statement)
+        with self.transaction(), self._counts_suspended(), self._using() as conn:
             conn.execute(sql.CLEAR_ITEMS)
-            self._rebuild_counts(conn)
 
     def __contains__(self, key: object) -> bool:
         return self.get(key, _MISSING) is not _MISSING  # type: ignore[arg-type]
@@ -344,24 +342,33 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         written = 0
         bulk = False
         held = None  # rows + VALUE_WEIGHT * distinct values before the update, read once
-        while True:
-            # The caller's iterator runs outside the connection's lock: it may use the store.
-            chunk = list(map(check_pair, itertools.islice(pairs, CHUNK)))
-            written += len(chunk)
-            with self._using() as conn:
+        with ExitStack() as suspended:
+            while True:
+                # The caller's iterator runs outside the connection's lock: it may use the store.
+                chunk = list(map(check_pair, itertools.islice(pairs, CHUNK)))
+                written += len(chunk)
                 if not bulk and len(chunk) == CHUNK and written >= BULK_MIN:
                     if held is None:
-                        held = self._held(conn)
+                        with self._using() as conn:
+                            held = self._held(conn)
                     if written * BULK_RATIO >= held:
                         bulk = True
-                        for statement in triggers.drop_statements(triggers.CURRENT):
-                            conn.execute(statement)
-                conn.executemany(sql.UPSERT, chunk)
-            if len(chunk) < CHUNK:
-                break
-        if bulk:
-            with self._using() as conn:
-                self._rebuild_counts(conn)
+                        suspended.enter_context(self._counts_suspended())
+                with self._using() as conn:
+                    conn.executemany(sql.UPSERT, chunk)
+                if len(chunk) < CHUNK:
+                    break
+
+    @contextmanager
+    def _counts_suspended(self) -> Iterator[None]:
+        """Inside transaction(): the count triggers are off for the block; when it ends normally
+        counts are rebuilt with one GROUP BY and the triggers recreated. On an exception the
+        transaction's rollback restores everything (SQLite's DDL is transactional)."""
+        with self._using() as conn:
+            triggers.drop(conn)
+        yield
+        with self._using() as conn:
+            self._rebuild_counts(conn)
 
     def _held(self, conn: sqlite3.Connection) -> int:
         """What a rebuild of counts would cost, in rows: read from counts (small), not items."""
@@ -373,10 +380,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         conn.execute(sql.CLEAR_COUNTS)
         conn.execute(sql.REBUILD_COUNTS)
         conn.execute(sql.CLEAR_DISPLACED)
-        for statement in triggers.drop_statements(triggers.CURRENT):
-            conn.execute(statement)
-        for ddl in triggers.CURRENT:
-            conn.execute(ddl)
+        triggers.create(conn)
 
     # -- counting ------------------------------------------------------------------------
 
@@ -517,8 +521,8 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         with self._snapshot() as conn:
             sizes = dict(
                 conn.execute(
-                    "SELECT name, sum(pgsize) FROM dbstat WHERE name IN "
-                    "('items', 'ix_items_value', 'counts') GROUP BY name"
+                    "SELECT name, sum(pgsize) FROM dbstat WHERE name IN (?, ?, ?) GROUP BY name",
+                    ("items", VALUE_INDEX, "counts"),
                 )
             )
             rows = conn.execute("SELECT count(*) FROM items").fetchone()[0]
@@ -527,7 +531,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             (page_size,) = conn.execute("PRAGMA page_size").fetchone()
         return {
             "items": {"rows": rows, "bytes": sizes.get("items", 0)},
-            "value_index": {"rows": rows, "bytes": sizes.get("ix_items_value", 0)},
+            "value_index": {"rows": rows, "bytes": sizes.get(VALUE_INDEX, 0)},
             "counts": {"rows": value_rows, "bytes": sizes.get("counts", 0)},
             "file": {"rows": rows, "bytes": page_count * page_size},
         }

@@ -18,6 +18,8 @@ Decrements delete the ``counts`` row when ``n`` is 1 *before* decrementing, beca
 
 from __future__ import annotations
 
+import sqlite3
+
 # Introduced by revision 0002.
 TRIGGERS_V1: tuple[str, ...] = (
     """CREATE TRIGGER items_before_insert BEFORE INSERT ON items
@@ -77,3 +79,16 @@ def trigger_name(ddl: str) -> str:
 def drop_statements(ddls: tuple[str, ...]) -> list[str]:
     """``DROP TRIGGER`` statements undoing ``ddls``."""
     return [f"DROP TRIGGER IF EXISTS {trigger_name(ddl)}" for ddl in ddls]
+
+
+def drop(conn: sqlite3.Connection) -> None:
+    """Drop the current count triggers (those present); the caller holds a write transaction."""
+    for statement in drop_statements(CURRENT):
+        conn.execute(statement)
+
+
+def create(conn: sqlite3.Connection) -> None:
+    """(Re)create the current count triggers, replacing any of the same name."""
+    drop(conn)
+    for ddl in CURRENT:
+        conn.execute(ddl)

@@ -33,13 +33,13 @@ import sqlite3
 from dataclasses import dataclass, field, replace
 
 from kvstore import sql, triggers
+from kvstore.constants import VALUE_INDEX
 from kvstore.errors import Error
 from kvstore.validate import Value
 
 FOREIGN_ROWS_LISTED = 10
 """verify() lists at most this many rows outside kvstore's types; the last one gives the total."""
 
-VALUE_INDEX = "ix_items_value"
 TRIGGERS = {triggers.trigger_name(ddl): ddl for ddl in triggers.CURRENT}
 _BOOKKEEPING = ("counts", "items_displaced")
 _REPLACEABLE = (
@@ -156,8 +156,7 @@ def repair(conn: sqlite3.Connection, path: str) -> int:
         raise Error(f"{path}: repair() cannot restore counts, and changed nothing: {survey.blocked}")
     for name in survey.foreign:
         conn.execute(f"DROP TRIGGER {_quote(name)}")
-    for statement in triggers.drop_statements(triggers.CURRENT):
-        conn.execute(statement)
+    triggers.drop(conn)
     if survey.items == "missing":
         conn.execute(sql.ITEMS_TABLE)
     elif survey.items == "rebuild":
