@@ -24,7 +24,7 @@ import pytest
 
 import kvstore
 from tests._rel_workers import integrity
-from tests.conftest import scaled
+from tests.helpers import scaled
 from tests.test_migrations import revision, revision_one_file
 
 REPO = Path(__file__).resolve().parent.parent

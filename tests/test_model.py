@@ -18,7 +18,7 @@ from hypothesis.stateful import (
 )
 
 import kvstore
-from tests.conftest import SCALE
+from tests.helpers import SCALE
 
 # A small key space so that overwrites, deletes and REPLACE-like paths happen often.
 keys = st.one_of(

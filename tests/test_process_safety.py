@@ -26,7 +26,7 @@ import pytest
 import kvstore
 from tests import _fork_workers
 from tests._rel_workers import integrity
-from tests.conftest import scaled
+from tests.helpers import scaled
 
 
 def fork_child(body: Callable[[], None]) -> int:

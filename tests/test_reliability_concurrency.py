@@ -38,7 +38,7 @@ from tests._rel_workers import (
     stop,
     typed_items,
 )
-from tests.conftest import SCALE
+from tests.helpers import SCALE
 
 DURATION = max(3.0, 4.0 * SCALE)
 

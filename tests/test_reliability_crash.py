@@ -21,7 +21,7 @@ import pytest
 
 import kvstore
 from tests._rel_workers import MARKERS, apply_op, integrity, parse_log, reap, start, typed
-from tests.conftest import scaled
+from tests.helpers import scaled
 
 BULK_N = 65_000
 """Pairs per bulk update(): ≥ 50,000 (kvstore.store.BULK_MIN) and far more than a quarter of

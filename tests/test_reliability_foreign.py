@@ -31,7 +31,7 @@ from tests._rel_workers import (
     start,
     stop,
 )
-from tests.conftest import SCALE
+from tests.helpers import SCALE
 
 DURATION = max(3.0, 3.0 * SCALE)
 TRIGGERS = [triggers.trigger_name(ddl) for ddl in triggers.CURRENT]

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 import kvstore
 import kvstore.connection
 from tests._rel_workers import raw_counts, trigger_names, typed, typed_items
-from tests.conftest import scaled
+from tests.helpers import scaled
 
 REJECT = (TypeError, ValueError, OverflowError)
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
