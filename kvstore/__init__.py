@@ -17,13 +17,19 @@ from kvstore.errors import (
     StorageFullError,
 )
 from kvstore.store import Store, open
-from kvstore.upkeep import ForeignRow, Mismatch, Problem, SchemaProblem
+
+_UPKEEP = ("ForeignRow", "Mismatch", "Problem", "SchemaProblem")
 
 
 
-def __getattr__(name: str) -> str:
+def __getattr__(name: str) -> object:
     # __version__ comes from the installed metadata, read on first use: importing
     # importlib.metadata costs milliseconds that `kvstore count` should not pay.
+    # The problem classes of verify() load with kvstore.upkeep, on first use.
+    if name in _UPKEEP:
+        from kvstore import upkeep
+
+        return getattr(upkeep, name)
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
 

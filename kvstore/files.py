@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
-import uuid
 from collections.abc import Callable
 from typing import Literal
 
@@ -115,7 +114,7 @@ def create(path: str, options: Options) -> None:
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
         raise Error(f"{path}: cannot create the store: directory {parent} does not exist; create it first")
-    tmp = os.path.join(parent, f".{os.path.basename(path)}.{uuid.uuid4().hex}.creating")
+    tmp = os.path.join(parent, f".{os.path.basename(path)}.{os.urandom(8).hex()}.creating")
     _claim(tmp, path)
     try:
         initialize(tmp, options, wal=True)
@@ -219,7 +218,7 @@ def copy_into_place(path: str, copy: Callable[[sqlite3.Connection], None]) -> No
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
         raise Error(f"{path}: directory {parent} does not exist; create it first")
-    tmp = os.path.join(parent, f".{os.path.basename(path)}.{uuid.uuid4().hex}.creating")
+    tmp = os.path.join(parent, f".{os.path.basename(path)}.{os.urandom(8).hex()}.creating")
     _claim(tmp, path)
     try:
         target = sqlite3.connect(tmp, isolation_level=None)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kvstore import files
 from kvstore.connection import Options, connect
@@ -28,6 +28,9 @@ from kvstore.errors import (
     SchemaTooNewError,
     translate,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 from kvstore.constants import APPLICATION_ID, HEAD_REVISION, KNOWN_REVISIONS  # noqa: F401 (re-exported)
 
@@ -61,7 +64,29 @@ def ensure_schema(path: str, options: Options) -> None:
             if revision != HEAD_REVISION:
                 _run_alembic(conn, path, lambda cfg, command, current: command.upgrade(cfg, "head"))
             # WAL lets readers run beside one writer; the mode is stored in the file.
+            _switch_to_wal(conn, options.timeout)
+
+
+def _switch_to_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """``PRAGMA journal_mode = WAL``, waiting up to ``timeout`` for other writers.
+
+    The switch reads page 1 and then upgrades to a write lock; SQLite never runs the busy
+    handler for a read-to-write upgrade (it could deadlock), so another opener's BEGIN
+    IMMEDIATE makes it fail at once with SQLITE_BUSY. A failed attempt holds no lock, so
+    retrying cannot deadlock. (It cannot run inside the upgrade's transaction: SQLite does
+    not change into WAL mode inside a transaction.)
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
             conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if primary_code(exc) != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def _prepare(path: str, options: Options) -> None:
@@ -209,6 +234,8 @@ def alembic_config(connection: Any = None) -> Any:
 
 def script_location() -> Path:
     """The Alembic scripts: inside the package in a wheel, the repo's migrations/ otherwise."""
+    from pathlib import Path
+
     here = Path(__file__).resolve().parent
     for candidate in (here / "migrations", here.parent / "migrations"):
         if (candidate / "env.py").is_file():

@@ -5,20 +5,20 @@ from __future__ import annotations
 import itertools
 import os
 import sqlite3
-import uuid
 from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, MutableMapping, ValuesView
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from kvstore import files, ranges, sql, triggers, upkeep
+from kvstore import files, ranges, sql, triggers
 from kvstore.connection import MEMORY, Options, connect
 from kvstore.constants import VALUE_INDEX
 from kvstore.errors import Error, translate
 from kvstore.migrate import ensure_schema
 from kvstore.files import initialize
 from kvstore.pool import DISCONNECTED, OPENING, ConnectionPool, Slot
-from kvstore.upkeep import ForeignRow, Mismatch, Problem, SchemaProblem  # noqa: F401 (re-exported)
+if TYPE_CHECKING:  # kvstore.upkeep is imported by verify() and repair(), not at start-up
+    from kvstore.upkeep import Problem
 from kvstore.validate import Key, Value, check_key, check_pair, check_stored_key, check_value
 
 Strategy = Literal["counts", "group_by", "scan"]
@@ -71,7 +71,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         """A private in-memory database, kept alive by one idle connection until close()."""
         if self.options.readonly:
             raise ValueError("an in-memory store cannot be read-only: it starts empty")
-        target = f"{MEMORY}{uuid.uuid4().hex}"
+        target = f"{MEMORY}{os.urandom(8).hex()}"
         with OPENING:  # no fork() while the schema is being made
             self._keeper = connect(target, self.options)
             try:
@@ -406,7 +406,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             if strategy == "group_by" and ("no query solution" in cause or "no such index" in cause):
                 raise Error(
                     f"{self.path}: count(strategy='group_by') needs kvstore's index "
-                    f"{upkeep.VALUE_INDEX} on items.value, which is missing or altered; run "
+                    f"{VALUE_INDEX} on items.value, which is missing or altered; run "
                     "repair() (or `kvstore repair FILE`) to restore it"
                 ) from exc
             raise
@@ -511,9 +511,13 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         be repaired, and why.
         """
         with self.transaction(), self._using() as conn:
+            from kvstore import upkeep
+
             return upkeep.repair(conn, self.path)
 
     def _problems(self, conn: sqlite3.Connection) -> list[Problem]:
+        from kvstore import upkeep
+
         return upkeep.problems(conn)
 
     def stats(self) -> dict[str, dict[str, int]]:

@@ -380,3 +380,29 @@ def test_concurrent_creation_without_hard_links_keeps_one_store(tmp_path):
         folder.mkdir()
         _race(str(folder / "new.db"), patch_link=True)
         assert not [n for n in os.listdir(folder) if n.endswith(".creating")]
+
+
+# -- switching an older file to WAL ----------------------------------------------------------
+
+
+def test_switching_a_rollback_journal_file_to_wal_waits_for_a_writer(path):
+    """`PRAGMA journal_mode = WAL` fails at once (no busy handler) while another connection
+    holds the write lock; opening must wait for it like any write, not raise BusyError."""
+    from tests._rel_workers import holding, release
+
+    with kvstore.open(path) as db:
+        db[1] = "a"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = DELETE")
+    conn.close()
+    with holding(path) as proc:
+        timer = threading.Timer(1.0, lambda: release(proc, "rollback"))
+        timer.start()
+        started = time.monotonic()
+        with kvstore.open(path, timeout=20) as db:
+            assert db[1] == "a" and "held" not in db
+        waited = time.monotonic() - started
+        timer.join()
+    assert waited >= 0.9
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA journal_mode").fetchone() == ("wal",)
