@@ -1,8 +1,9 @@
 """Bringing a file to the current schema: create it, check it, or upgrade it with Alembic.
 
 The common case, a file already at head, costs a header read and one short read-only
-connection (three pragma/SELECT round trips) and imports neither SQLAlchemy nor Alembic. Creating a file imports SQLAlchemy (``create_all``) and
-Alembic (to stamp the revision); upgrading imports both.
+connection (three pragma/SELECT round trips) and imports neither SQLAlchemy nor Alembic.
+Creating a file imports SQLAlchemy (``create_all``) and Alembic (to stamp the revision);
+upgrading imports both.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from kvstore import triggers
 from kvstore.constants import APPLICATION_ID, HEAD_REVISION, KNOWN_REVISIONS, VALUE_INDEX  # noqa: F401 (re-exported)
 
 
-class StoredValue(sa.types.UserDefinedType):
+class StoredValue(sa.types.UserDefinedType[object]):
     """A column type declared ``BLOB``: SQLite's "no affinity", so '1', b'1' and 1 stay apart.
 
     Any declared type with TEXT, NUMERIC, INTEGER or REAL affinity (``ANY`` included, outside
@@ -71,13 +71,13 @@ class Displaced(Base):
 
 
 metadata = Base.metadata
-items = Item.__table__
-counts = Count.__table__
-displaced = Displaced.__table__
+items: sa.Table = metadata.tables["items"]
+counts: sa.Table = metadata.tables["counts"]
+displaced: sa.Table = metadata.tables["items_displaced"]
 
 # The triggers reference all three tables, so attach them after the last one is created.
 for _ddl in triggers.CURRENT:
-    sa.event.listen(displaced, "after_create", sa.DDL(_ddl))
+    sa.event.listen(displaced, "after_create", sa.DDL(_ddl))  # type: ignore[no-untyped-call]
 
 
 def hot_statements() -> dict[str, str]:
@@ -86,18 +86,18 @@ def hot_statements() -> dict[str, str]:
     SQLAlchemy renders no SQLite index hints, so the two deliberately slow count strategies
     get theirs added to the compiled text here.
     """
-    key = sa.bindparam("key")
-    value = sa.bindparam("value")
+    key: sa.BindParameter[object] = sa.bindparam("key")
+    value: sa.BindParameter[object] = sa.bindparam("value")
     upsert = sqlite.insert(items).values(key=key, value=value)
     upsert = upsert.on_conflict_do_update(
         index_elements=[items.c.key], set_={"value": upsert.excluded.value}
     )
-    stop = sa.bindparam("stop")
-    incr = sqlite.insert(items).values(key=key, value=value)
-    old, delta = items.c.value, incr.excluded.value
-    integer, real, zero = (sa.literal_column(text) for text in ("'integer'", "'real'", "0"))
+    stop: sa.BindParameter[object] = sa.bindparam("stop")
+    adding = sqlite.insert(items).values(key=key, value=value)
+    old, delta = items.c.value, adding.excluded.value
+    integer, real, zero = (sa.literal_column(text, sa.Integer()) for text in ("'integer'", "'real'", "0"))
     int64 = sa.and_(sa.func.typeof(old) == integer, sa.func.typeof(delta) == integer)
-    incr = incr.on_conflict_do_update(
+    incr = adding.on_conflict_do_update(
         index_elements=[items.c.key],
         set_={"value": old + delta},
         where=sa.and_(
@@ -201,8 +201,9 @@ def definitions() -> dict[str, str]:
     return {name: str(stmt.compile(dialect=dialect)).lstrip() for name, stmt in ddl.items()}
 
 
-def compile_sql(stmt: sa.sql.ClauseElement) -> str:
+def compile_sql(stmt: sa.sql.Executable) -> str:
     """Compile ``stmt`` to the qmark SQL text sqlite3 executes, bound values left as ``?``."""
+    assert isinstance(stmt, sa.sql.ClauseElement)
     return str(stmt.compile(dialect=sqlite.dialect(paramstyle="qmark")))
 
 

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, MutableMapping, ValuesView
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from kvstore import files, ranges, sql, triggers
 from kvstore.connection import MEMORY, Options, connect
@@ -137,8 +137,8 @@ class Store(MutableMapping):  # type: ignore[type-arg]
 
     # A store is a handle on a file: equal only to itself (compare dict(a) == dict(b) to
     # compare contents), and hashable so it can be tracked for fork safety.
-    __eq__ = object.__eq__  # type: ignore[assignment]
-    __hash__ = object.__hash__  # type: ignore[assignment]
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
 
     def __repr__(self) -> str:
         state = "closed" if self._pool.closed else "open"
@@ -162,7 +162,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         value = self.get(key, _MISSING)
         if value is _MISSING:
             raise KeyError(key)
-        return value
+        return cast(Value, value)
 
     def set(self, key: Key, value: Value) -> None:
         """Insert or overwrite; committed when this returns unless inside ``transaction()``."""
@@ -209,7 +209,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             raise KeyError(key)
         return default
 
-    def setdefault(self, key: Key, default: Any = None) -> Any:  # type: ignore[override]
+    def setdefault(self, key: Key, default: Any = None) -> Any:
         """The value under ``key``; if missing, store ``default`` and return it. Atomic.
 
         MutableMapping's version reads, then writes: two threads or processes could each be
@@ -281,7 +281,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         return self.get(key, _MISSING) is not _MISSING  # type: ignore[arg-type]
 
     def __len__(self) -> int:
-        return self._row(sql.LEN, ())[0]
+        return int(self._row(sql.LEN, ())[0])
 
     def __iter__(self) -> Iterator[Key]:
         # Keys only: values (maybe megabytes each) are not read to list the keys.
@@ -316,7 +316,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             return self._pages(first, after, (lower,))
         return self._pages(first_before, after_before, (lower, upper), keep=(upper,))
 
-    def values(self) -> ValuesView[Value]:  # type: ignore[override]
+    def values(self) -> ValuesView[Value]:
         """A view of the values in key order, read a page at a time."""
         return _Values(self)
 
@@ -373,7 +373,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
     def _held(self, conn: sqlite3.Connection) -> int:
         """What a rebuild of counts would cost, in rows: read from counts (small), not items."""
         rows, values = conn.execute(sql.HELD).fetchone()
-        return rows + VALUE_WEIGHT * values
+        return int(rows + VALUE_WEIGHT * values)
 
     def _rebuild_counts(self, conn: sqlite3.Connection) -> None:
         """Recompute counts from items and (re)create the triggers; caller holds a transaction."""
@@ -638,13 +638,13 @@ class Store(MutableMapping):  # type: ignore[type-arg]
 
 class _Items(ItemsView):  # type: ignore[type-arg]
     def __iter__(self) -> Iterator[tuple[Key, Value]]:
-        store: Store = self._mapping  # type: ignore[assignment]
+        store = cast(Store, self._mapping)  # type: ignore[attr-defined]  # set by MappingView
         return store._item_pages()
 
 
 class _Values(ValuesView):  # type: ignore[type-arg]
     def __iter__(self) -> Iterator[Value]:
-        store: Store = self._mapping  # type: ignore[assignment]
+        store = cast(Store, self._mapping)  # type: ignore[attr-defined]  # set by MappingView
         return (value for _, value in store._item_pages())
 
 

@@ -8,7 +8,7 @@ type, and bool would come back as int, so those are refused rather than silently
 from __future__ import annotations
 
 import math
-from typing import Union
+from typing import Union, cast
 
 Key = Union[int, str, bytes]
 Value = Union[str, int, float, bytes]
@@ -63,7 +63,8 @@ def check_value(value: object) -> Value:
 def check_pair(pair: object) -> tuple[Key, Value]:
     """Validate one ``(key, value)`` item of a bulk update."""
     try:
-        key, value = pair  # type: ignore[misc]
+        key, value = cast(tuple[object, object], pair)  # unpacking is the check
+
     except (TypeError, ValueError):
         raise TypeError(
             f"update() needs a mapping or an iterable of (key, value) pairs; got the item {pair!r:.80}"

@@ -125,7 +125,7 @@ def test_transactions_commit_roll_back_and_nest(db):
         with pytest.raises(ZeroDivisionError):
             with db.transaction():
                 db[2] = "b"
-                1 / 0
+                raise ZeroDivisionError
         with db.transaction():
             db[3] = "c"
     assert dict(db.items()) == {1: "a", 3: "c"}

@@ -258,7 +258,7 @@ def test_damage_is_reported_by_verify_and_fixed_by_repair(tmp_path: Path, damage
         rng = random.Random(7)
         for recursive in (0, 1):
             conn.execute(f"PRAGMA recursive_triggers = {recursive}")
-            for name, form in FOREIGN_FORMS:
+            for _name, form in FOREIGN_FORMS:
                 try:
                     form(conn, rng)
                 except sqlite3.IntegrityError:
