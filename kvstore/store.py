@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import sqlite3
+import time
 from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, MutableMapping, ValuesView
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
@@ -327,16 +328,41 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         whole), and keyword pairs, like ``dict.update``. Large batches skip the per-row
         triggers and rebuild ``counts`` with one GROUP BY at the end (see BULK_MIN).
         """
-        if isinstance(other, Mapping):
-            pairs: Iterable[Any] = other.items()
-        elif hasattr(other, "keys"):
-            pairs = ((k, other[k]) for k in other.keys())
-        else:
-            pairs = other
+        pairs = _pairs(other)
         if kwargs:
             pairs = itertools.chain(pairs, kwargs.items())
         with self.transaction():
             self._load(iter(pairs))
+
+    def update_in_batches(self, pairs: Any, batch: int = 100_000, pause: float = 0.1) -> int:
+        """Write many pairs as a series of update() transactions of ``batch`` pairs; the count.
+
+        For loads of many millions: between batches the write lock is free for ``pause``
+        seconds, so writers in other threads and processes get in instead of waiting for the
+        whole load (SQLite's waiting writers poll at most every 100 ms). Each batch is
+        all-or-nothing; a crash or a bad pair half-way keeps the batches already committed
+        (the count returned so far tells how many) and nothing of the failing batch. Use
+        update() when the whole load must be all-or-nothing.
+        """
+        if type(batch) is not int or batch < 1:
+            raise ValueError(f"batch must be a whole number of pairs, 1 or more; got {batch!r}")
+        if not 0 <= pause < 60:
+            raise ValueError(f"pause must be 0 to 60 seconds; got {pause!r}")
+        slot = self._pool.current()
+        if slot is not None and slot.depth:
+            raise Error(f"{self.path}: update_in_batches() commits as it goes, so it cannot run "
+                        "inside transaction(); use update() there")
+        stream, written = iter(_pairs(pairs)), 0
+        while True:
+            chunk = list(itertools.islice(stream, batch))
+            if not chunk:
+                return written
+            if written:
+                time.sleep(pause)
+            self.update(chunk)
+            written += len(chunk)
+            if len(chunk) < batch:
+                return written
 
     def _load(self, pairs: Iterator[Any]) -> None:
         written = 0
@@ -646,6 +672,15 @@ class _Values(ValuesView):  # type: ignore[type-arg]
     def __iter__(self) -> Iterator[Value]:
         store = cast(Store, self._mapping)  # type: ignore[attr-defined]  # set by MappingView
         return (value for _, value in store._item_pages())
+
+
+def _pairs(other: Any) -> Iterable[Any]:
+    """The (key, value) pairs of a mapping, of an object with keys(), or of an iterable."""
+    if isinstance(other, Mapping):
+        return other.items()
+    if hasattr(other, "keys"):
+        return ((k, other[k]) for k in other.keys())
+    return cast(Iterable[Any], other)
 
 
 def _quietly(conn: sqlite3.Connection, statement: str) -> None:

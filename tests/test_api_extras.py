@@ -198,3 +198,53 @@ def test_store_equality_is_identity(path):
     finally:
         a.close()
         b.close()
+
+
+# -- update_in_batches --------------------------------------------------------------------------
+
+
+def test_update_in_batches_lets_other_writers_in(tmp_path):
+    """A long load in batches: a writer in another process never waits for the whole load."""
+    import subprocess
+    import sys
+    import time
+
+    path = str(tmp_path / "load.db")
+    kvstore.open(path).close()
+    writer = subprocess.Popen([sys.executable, "-c", f"""
+import time, kvstore
+db = kvstore.open({path!r}, timeout=120)
+waits = []
+for i in range(40):
+    start = time.monotonic()
+    db[f"w{{i}}"] = i
+    waits.append(time.monotonic() - start)
+    time.sleep(0.02)
+print(max(waits))
+"""], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with kvstore.open(path) as db:
+        started = time.monotonic()
+        n = db.update_in_batches(((i, f"v{i % 6}") for i in range(150_000)), batch=5_000, pause=0.1)
+        took = time.monotonic() - started
+        out, err = writer.communicate(timeout=120)
+        assert writer.returncode == 0, err  # no BusyError
+        assert n == 150_000 and db.count("v0") == 25_000 and db.verify() == []
+        assert all(db[f"w{i}"] == i for i in range(40))
+    # One transaction would have made the writer wait for (nearly) the whole load.
+    assert took > 1 and float(out) < took / 3, (float(out), took)
+
+
+def test_update_in_batches_keeps_committed_batches_on_a_bad_pair(db):
+    pairs = [(i, "ok") for i in range(25)] + [(None, "bad")] + [(i, "late") for i in range(100, 110)]
+    with pytest.raises(TypeError):
+        db.update_in_batches(pairs, batch=10, pause=0)
+    assert len(db) == 20 and db.count("ok") == 20  # batches 0-9 and 10-19; not 20-29
+
+
+def test_update_in_batches_refuses_a_transaction_and_bad_sizes(db):
+    with db.transaction(), pytest.raises(kvstore.Error, match="inside transaction"):
+        db.update_in_batches([(1, "a")])
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError):
+            db.update_in_batches([(1, "a")], batch=bad)
+    assert db.update_in_batches({1: "a", 2: "b"}) == 2 and db.update_in_batches([]) == 0
