@@ -6,6 +6,8 @@
         db.count("apple")   # 1: one primary-key lookup, however many items there are
 """
 
+from typing import Any
+
 from kvstore.errors import (
     BusyError,
     CorruptError,
@@ -22,14 +24,20 @@ _UPKEEP = ("ForeignRow", "Mismatch", "Problem", "SchemaProblem")
 
 
 
-def __getattr__(name: str) -> object:
+def __getattr__(name: str) -> Any:
     # __version__ comes from the installed metadata, read on first use: importing
     # importlib.metadata costs milliseconds that `kvstore count` should not pay.
-    # The problem classes of verify() load with kvstore.upkeep, on first use.
+    # The problem classes of verify() load with kvstore.upkeep, and the stopwatch (which
+    # imports logging and inspect) with kvstore.timer, on first use: `kvstore count`
+    # should not pay for them.
     if name in _UPKEEP:
         from kvstore import upkeep
 
         return getattr(upkeep, name)
+    if name in ("stopwatch", "Stopwatch"):
+        from kvstore import timer
+
+        return getattr(timer, name)
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
 
@@ -52,6 +60,8 @@ __all__ = [
     "SchemaProblem",
     "SchemaTooNewError",
     "StorageFullError",
+    "Stopwatch",
     "Store",
     "open",
+    "stopwatch",
 ]

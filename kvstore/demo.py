@@ -7,8 +7,9 @@ wrapper, loaded lazily by :mod:`kvstore.cli`.
 
 An existing ``--path`` is reused when it already holds the demo's number of food items,
 filled when it is an empty store, and refused otherwise (a different ``--seed`` is not
-detected: the reused store keeps the seed it was built with). ``--rebuild`` deletes the file (with its ``-wal``/``-shm`` companions)
-and builds it afresh, but only once ``kvstore.open`` has accepted it as a kvstore file:
+detected: the reused store keeps the seed it was built with). ``--rebuild`` deletes the
+file (with its ``-wal``/``-shm`` companions) and builds it afresh, but only once
+``kvstore.open`` has accepted it as a kvstore file:
 anything else (a foreign SQLite database, a text file) is never deleted. Deleting is much
 faster than a million DELETEs through the triggers; do not rebuild a store another process
 has open.
@@ -19,7 +20,6 @@ from __future__ import annotations
 import os
 import random
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import get_args
@@ -28,8 +28,10 @@ import click
 
 import kvstore
 import kvstore.validate
-from kvstore.store import Store, Strategy
 from kvstore.files import remove_database
+from kvstore.timer import stopwatch
+from kvstore.store import Store, Strategy
+from kvstore.units import format_duration, format_size
 
 FOODS = ("apple", "banana", "carrot", "celery", "mirepoix", "clementine")
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
@@ -114,9 +116,10 @@ def build(
     pairs = food_pairs(items, seed)
     if progress is not None:
         pairs = _reporting(pairs, progress)
-    start = time.perf_counter()
-    db.update(pairs)
-    return time.perf_counter() - start
+    took: list[float] = []
+    with stopwatch("load", callback=lambda _, seconds: took.append(seconds)):
+        db.update(pairs)
+    return took[0]
 
 
 def _reporting(pairs: Iterator[tuple[int, str]], progress: Callable[[int], None]) -> Iterator[tuple[int, str]]:
@@ -140,17 +143,22 @@ def measure(db: Store, repeats: int = DEFAULT_REPEATS) -> list[FoodTiming]:
     for strategy in STRATEGIES:
         for _ in range(50 if strategy == "counts" else 1):
             db.count(FOODS[0], strategy)
+    runs: dict[str, list[float]] = {}
+
+    def record(label: str, seconds: float) -> None:
+        runs.setdefault(label, []).append(seconds)
+
     timings = []
     for food in FOODS:
         counts: dict[str, int] = {}
         seconds: dict[str, float] = {}
         for strategy in STRATEGIES:
-            runs = []
+            label = f"count({food!r}, {strategy!r})"
+            watch = stopwatch(label, callback=record)
             for _ in range(repeats):
-                start = time.perf_counter()
-                counts[strategy] = db.count(food, strategy)
-                runs.append(time.perf_counter() - start)
-            seconds[strategy] = statistics.median(runs)
+                with watch:
+                    counts[strategy] = db.count(food, strategy)
+            seconds[strategy] = statistics.median(runs[label])
         timings.append(FoodTiming(food, counts, seconds))
     return timings
 
@@ -173,7 +181,7 @@ def render(timings: list[FoodTiming], stats: dict[str, dict[str, int]], repeats:
     sizes = tabulate(
         [
             [label, f"{stats[part]['rows']:,}" if part != "file" else "",
-             f"{stats[part]['bytes']:,}", format_bytes(stats[part]["bytes"])]
+             f"{stats[part]['bytes']:,}", format_size(stats[part]["bytes"])]
             for part, label in (("items", "items"), ("value_index", "value index"), ("counts", "counts"), ("file", "whole file"))
         ],
         headers=["on disk", "rows", "bytes", "size"],
@@ -200,25 +208,6 @@ def _verdict(timings: list[FoodTiming]) -> str:
     scan = sum(t.seconds["scan"] for t in timings)
     speedup = f" The counts table answered {scan / counts:,.0f}x faster than a scan." if counts > 0 else ""
     return f"All three strategies agree on every count.{speedup}"
-
-
-def format_duration(seconds: float) -> str:
-    """A duration with a unit a person can read at a glance: 2.1 µs, 5.3 ms, 1.20 s."""
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.1f} µs"
-    if seconds < 1:
-        return f"{seconds * 1e3:.1f} ms"
-    return f"{seconds:.2f} s"
-
-
-def format_bytes(size: int) -> str:
-    """A byte count in binary units: 4.0 KiB, 21.9 MiB."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 @click.command("demo")

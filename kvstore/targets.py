@@ -5,7 +5,7 @@
     python -m kvstore.targets --json > targets.json
 
 Ratios are kvstore / raw sqlite3 doing the same work on the same file in the same run
-(interleaved batches, medians); see kvstore/bench.py for the references. The process-level
+(interleaved batches, medians); see kvstore/bench/ for the references. The process-level
 targets (peak RSS, fresh-process count, import) run in subprocesses.
 """
 
@@ -23,6 +23,7 @@ import time
 import click
 
 from kvstore import bench
+from kvstore.units import format_duration, format_size
 
 # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the parent across exec.
 RSS_SCRIPT = """
@@ -108,8 +109,8 @@ def main(size: str, rss_n: str, repeat: int, budget: float, runs: int, folder: s
             rows.append(
                 {
                     "target": label,
-                    "kvstore": bench.fmt_time(r["kvstore"]["p50_ns"]) + ("/pair" if r["kind"] == "bulk" else ""),
-                    "raw sqlite3": bench.fmt_time(r["sqlite3"]["p50_ns"]) + ("/pair" if r["kind"] == "bulk" else ""),
+                    "kvstore": format_duration(r["kvstore"]["p50_ns"] / 1e9) + ("/pair" if r["kind"] == "bulk" else ""),
+                    "raw sqlite3": format_duration(r["sqlite3"]["p50_ns"] / 1e9) + ("/pair" if r["kind"] == "bulk" else ""),
                     "ratio": f"{r['ratio']:.2f}×",
                     "goal": f"≤ {r['target']}×",
                     "met": r["met"],
@@ -124,10 +125,10 @@ def main(size: str, rss_n: str, repeat: int, budget: float, runs: int, folder: s
         rows.append(
             {
                 "target": f"{what}, fresh process, {n:,} items",
-                "kvstore": f"{statistics.median(times):.3f} s",
+                "kvstore": format_duration(statistics.median(times)),
                 "raw sqlite3": "",
                 "ratio": "",
-                "goal": "≤ 0.25 s",
+                "goal": "≤ 250 ms",
                 "met": statistics.median(times) <= 0.25,
                 "detail": {"seconds": times, "argv": argv[:1] + argv[-3:]},
             }
@@ -137,10 +138,10 @@ def main(size: str, rss_n: str, repeat: int, budget: float, runs: int, folder: s
         rows.append(
             {
                 "target": "python -c 'import kvstore', wall time",
-                "kvstore": f"{statistics.median(times):.3f} s",
-                "raw sqlite3": f"(bare python: {statistics.median(bare):.3f} s)",
+                "kvstore": format_duration(statistics.median(times)),
+                "raw sqlite3": f"(bare python: {format_duration(statistics.median(bare))})",
                 "ratio": "",
-                "goal": "≤ 0.2 s",
+                "goal": "≤ 200 ms",
                 "met": statistics.median(times) <= 0.2,
                 "detail": {"seconds": times, "bare_python_seconds": bare},
             }
@@ -157,10 +158,10 @@ def main(size: str, rss_n: str, repeat: int, budget: float, runs: int, folder: s
         rows.append(
             {
                 "target": f"peak RSS, update() from a generator of {rss_pairs:,} pairs",
-                "kvstore": f"{peak_kb / 1024:.0f} MB",
-                "raw sqlite3": f"(before update: {before_kb / 1024:.0f} MB)",
+                "kvstore": format_size(peak_kb * 1024),
+                "raw sqlite3": f"(before update: {format_size(before_kb * 1024)})",
                 "ratio": "",
-                "goal": "< 150 MB",
+                "goal": "< 150 MiB",
                 "met": peak_kb / 1024 < 150,
                 "detail": {"peak_kb": peak_kb, "before_kb": before_kb},
             }

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,10 @@ from click.testing import CliRunner, Result
 import kvstore
 from kvstore import demo
 from kvstore.cli import cli
+from kvstore import stopwatch
 
 SMALL = 20_000
+DURATION = r"\d+(\.\d+)? (ns|µs|ms|s)"  # kvstore.units.format_duration: three significant digits
 
 
 def run_demo(*args: str) -> Result:
@@ -44,7 +45,7 @@ def test_demo_command_builds_the_store_and_prints_the_table(tmp_path):
         f"Building {path}: 20,000 random keys, each holding one of 6 foods (seed 42)...",
         result.stderr.splitlines()[1],
     ]
-    assert re.fullmatch(r"Loaded 20,000 items in \d+\.\d\d s \(\d+\.\d (µs|ms) per item\)\.", result.stderr.splitlines()[1])
+    assert re.fullmatch(rf"Loaded 20,000 items in {DURATION} \({DURATION} per item\)\.", result.stderr.splitlines()[1])
 
     out = result.stdout
     assert out.startswith("count(food) by strategy, median of 2 runs each:\n\nfood ")
@@ -54,10 +55,10 @@ def test_demo_command_builds_the_store_and_prints_the_table(tmp_path):
     assert sum(counts.values()) == number(rows["total"][0]) == SMALL
     assert all(SMALL / 6 * 0.9 < n < SMALL / 6 * 1.1 for n in counts.values())
     for food in demo.FOODS:
-        assert all(re.fullmatch(r"\d+\.\d (µs|ms)|\d+\.\d\d s", cell) for cell in rows[food][1:]), rows[food]
+        assert all(re.fullmatch(DURATION, cell) for cell in rows[food][1:]), rows[food]
     assert "All three strategies agree on every count." in out
     for part in ("items", "value index", "counts", "whole file"):
-        assert re.search(rf"^{part} +[\d,]* +[\d,]+ +\d+\.\d (KiB|MiB)$", out, re.MULTILINE), part
+        assert re.search(rf"^{part} +[\d,]* +[\d,]+ +\d+(\.\d+)? (KiB|MiB)$", out, re.MULTILINE), part
 
     with kvstore.open(path) as db:
         assert len(db) == SMALL
@@ -157,19 +158,22 @@ def test_render_flags_disagreement():
     assert "WARNING: the strategies disagree (apple: {'counts': 2, 'group_by': 3, 'scan': 3})" in text
 
 
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [(2.14e-6, "2.1 µs"), (999e-6, "999.0 µs"), (5.26e-3, "5.3 ms"), (0.9994, "999.4 ms"), (1.5, "1.50 s")],
-)
-def test_format_duration(seconds, text):
-    assert demo.format_duration(seconds) == text
+def test_measure_times_each_count_with_the_stopwatch(path, monkeypatch):
+    """measure() takes its times from kvstore.stopwatch (a callback per food and strategy)."""
+    made: list[str] = []
+    real = demo.stopwatch
 
+    def spy(label=None, **options):
+        made.append(label)
+        return real(label, **options)
 
-@pytest.mark.parametrize(
-    ("size", "text"), [(0, "0 B"), (1023, "1023 B"), (4096, "4.0 KiB"), (23_826_432, "22.7 MiB"), (3 << 30, "3.0 GiB")]
-)
-def test_format_bytes(size, text):
-    assert demo.format_bytes(size) == text
+    monkeypatch.setattr(demo, "stopwatch", spy)
+    with kvstore.open(path) as db:
+        demo.build(db, 600, seed=1)
+        timings = demo.measure(db, repeats=3)
+    assert made[0] == "load"
+    assert made[1:] == [f"count({f!r}, {s!r})" for f in demo.FOODS for s in demo.STRATEGIES]
+    assert all(t.seconds[s] > 0 for t in timings for s in demo.STRATEGIES)
 
 
 @pytest.mark.slow
@@ -180,9 +184,9 @@ def test_classic_million_items_count_is_instant(tmp_path: Path):
         assert len(db) == 1_000_000
         clementines = db.count("clementine")
         assert 160_000 <= clementines <= 170_000
-        runs = []
+        runs: list[float] = []
+        watch = stopwatch("count('clementine')", callback=lambda _, seconds: runs.append(seconds))
         for _ in range(7):
-            start = time.perf_counter()
-            assert db.count("clementine") == clementines
-            runs.append(time.perf_counter() - start)
+            with watch:
+                assert db.count("clementine") == clementines
         assert min(runs) < 0.010, runs

@@ -1,0 +1,157 @@
+"""The two sides of every comparison, as :class:`~kvstore.bench.peers.Peer` classes on
+one kvstore file: kvstore through its API, and raw ``sqlite3`` running the SQL a user of
+the file would write (the reference SQL below)."""
+
+from __future__ import annotations
+
+import abc
+import os
+from typing import Any, Literal
+
+from kvstore import sql, triggers
+from kvstore.bench.data import Pair
+from kvstore.bench.peers import Peer
+from kvstore.bench.timing import Op
+from kvstore.connection import Options, connect
+
+Strategy = Literal["counts", "group_by", "scan"]
+STRATEGIES: tuple[Strategy, ...] = ("counts", "group_by", "scan")
+
+# Reference SQL, written out as a user of the file would write it.
+RAW_GET = "SELECT value FROM items WHERE key = ?"
+RAW_COUNT = "SELECT n FROM counts WHERE value = ?"
+RAW_INSERT = "INSERT INTO items (key, value) VALUES (?, ?)"
+RAW_UPSERT = (
+    "INSERT INTO items (key, value) VALUES (?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+RAW_COUNT_SQL: dict[str, str] = {"counts": RAW_COUNT, "group_by": sql.COUNT_GROUP_BY, "scan": sql.COUNT_SCAN}
+
+
+class SqliteSide(Peer):
+    """A side of the comparison on one kvstore file: counts by strategy, bulk merge."""
+
+    survives = "crash"
+    indexed_count = True
+
+    @abc.abstractmethod
+    def counter(self, strategy: Strategy) -> Op:
+        """An op counting each value of its batch with ``strategy``."""
+
+    @abc.abstractmethod
+    def merge(self, pairs: list[Pair]) -> None:
+        """Write ``pairs`` in bulk into a store that may hold some of their keys."""
+
+    def count(self, values: list[str]) -> None:
+        self.counter("counts")(values)
+
+    def scan(self, values: list[str]) -> None:
+        self.counter("scan")(values)
+
+
+class Kvstore(SqliteSide):
+    """kvstore through its public API; ``load`` and ``merge`` are ``update()``."""
+
+    name = "kvstore"
+    count_method = "counts table lookup (scan: every row)"
+
+    def __init__(self, path: str) -> None:
+        import kvstore
+
+        self.path = path
+        self.db = kvstore.open(path)
+        self.db.get(0)  # open this thread's connection outside the timing
+
+    def load(self, pairs: list[Pair]) -> None:
+        self.db.update(pairs)
+
+    merge = load
+
+    def get(self, keys: list[Any]) -> None:
+        get = self.db.get
+        for key in keys:
+            get(key)
+
+    def getitem(self, keys: list[Any]) -> None:
+        """``db[key]`` for each key (all of which exist)."""
+        db = self.db
+        for key in keys:
+            db[key]
+
+    def put(self, pairs: list[Pair]) -> None:
+        put = self.db.set
+        for key, value in pairs:
+            put(key, value)
+
+    def counter(self, strategy: Strategy) -> Op:
+        def count(values: list[Any], count: Any = self.db.count, strategy: Strategy = strategy) -> None:
+            for value in values:
+                count(value, strategy)
+
+        return count
+
+    def file_bytes(self) -> int:
+        return int(self.db.stats()["file"]["bytes"])
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class RawSqlite(SqliteSide):
+    """Raw ``sqlite3`` on a connection with kvstore's pragmas (:func:`kvstore.connection.connect`).
+
+    Bulk writes are one ``executemany`` in one ``BEGIN IMMEDIATE`` transaction: a plain
+    INSERT for ``load`` (into an empty store), an upsert for ``merge``; on a file whose
+    triggers :func:`drop_triggers` removed, they are what kvstore's bulk path is compared to.
+    """
+
+    name = "sqlite3"
+    count_method = "SELECT n FROM counts (scan: every row)"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.conn = connect(path, Options())
+
+    def _bulk(self, statement: str, pairs: list[Pair]) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.executemany(statement, pairs)
+        self.conn.execute("COMMIT")
+
+    def load(self, pairs: list[Pair]) -> None:
+        self._bulk(RAW_INSERT, pairs)
+
+    def merge(self, pairs: list[Pair]) -> None:
+        self._bulk(RAW_UPSERT, pairs)
+
+    def get(self, keys: list[Any]) -> None:
+        execute = self.conn.execute
+        for key in keys:
+            execute(RAW_GET, (key,)).fetchone()
+
+    def put(self, pairs: list[Pair]) -> None:
+        execute = self.conn.execute
+        for pair in pairs:
+            execute(RAW_UPSERT, pair)
+
+    def counter(self, strategy: Strategy) -> Op:
+        def count(values: list[Any], execute: Any = self.conn.execute, query: str = RAW_COUNT_SQL[strategy]) -> None:
+            for value in values:
+                execute(query, (value,)).fetchone()
+
+        return count
+
+    def file_bytes(self) -> int:
+        return os.path.getsize(self.path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def drop_triggers(path: str) -> None:
+    """Make ``path`` the raw reference's file: same tables and index, no count triggers."""
+    conn = connect(path, Options())
+    try:
+        for statement in triggers.drop_statements(triggers.CURRENT):
+            conn.execute(statement)
+    finally:
+        conn.close()
