@@ -247,3 +247,29 @@ def remove_database(path: str) -> None:
     for name in (path, path + "-wal", path + "-shm", path + "-journal"):
         if os.path.exists(name):
             os.remove(name)
+
+
+def writable(path: str) -> bool:
+    """False for a file without write permission bits (even for root, who could write it), or
+    in a directory where SQLite could not create the -wal and -shm files a writer needs."""
+    if not (os.access(path, os.W_OK) and os.stat(path).st_mode & 0o222):
+        return False
+    if os.access(os.path.dirname(path), os.W_OK):
+        return True
+    return all(os.access(path + suffix, os.W_OK) for suffix in ("-wal", "-shm"))
+
+
+def check_path(path: str | os.PathLike[str]) -> str:
+    """The path as a str; SQLite URIs and the empty name are refused, not taken as file names."""
+    name = os.fspath(path)
+    if not isinstance(name, str):
+        raise TypeError(f"the path must be a str or os.PathLike of str, not {type(name).__name__}")
+    if name == "":
+        raise ValueError("the path is empty; name a file, or pass ':memory:' for an in-memory store")
+    if name.lower().startswith("file:"):
+        raise ValueError(
+            f"{name!r} looks like an SQLite URI, which kvstore.open() does not take: pass the "
+            "file's path (with readonly=True to only read), or ':memory:' for an in-memory store; "
+            f"for a file really named like that, write './{name}'"
+        )
+    return name

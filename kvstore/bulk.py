@@ -1,0 +1,140 @@
+"""Writing many pairs: update() in one transaction, update_in_batches(), and clear().
+
+Large batches skip the per-row triggers and rebuild ``counts`` with one GROUP BY at the end,
+inside the same transaction (see BULK_MIN); :meth:`BulkWrites._counts_suspended` is the one
+place that suspends the triggers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from typing import Any, cast
+
+import sqlite3
+
+from kvstore import sql, triggers
+from kvstore.errors import Error
+from kvstore.session import Session
+from kvstore.validate import Value, check_pair
+
+CHUNK = 10_000
+"""Pairs per executemany() in update()."""
+
+BULK_MIN = CHUNK
+"""update() never takes the set-based path for fewer pairs than this (nor before one full CHUNK)."""
+
+BULK_RATIO = 25
+VALUE_WEIGHT = 8
+"""update() switches to the set-based path (triggers dropped, counts rebuilt with one GROUP BY
+at the end) before the chunk that brings the pairs written to at least BULK_MIN and
+``(rows + VALUE_WEIGHT * distinct values) / BULK_RATIO`` of what the store held. Measured at
+1M rows: the rebuild costs ~60 ns per row plus ~0.5 µs per distinct value; the triggers add
+1.5-6 µs per written pair (the more the store outgrows the page cache, the more)."""
+
+
+class BulkWrites(Session):
+    """The bulk-writing methods of :class:`kvstore.Store`."""
+
+    def clear(self) -> None:
+        """Remove every pair in one transaction (without running the triggers once per row)."""
+        with self.transaction(), self._counts_suspended(), self._using() as conn:
+            conn.execute(sql.CLEAR_ITEMS)
+
+    def update(self, other: Any = (), /, **kwargs: Value) -> None:
+        """Write many pairs in one transaction; any bad pair rejects the whole batch.
+
+        Takes a mapping, an iterable of pairs (consumed as a stream, never held in memory
+        whole), and keyword pairs, like ``dict.update``. Large batches skip the per-row
+        triggers and rebuild ``counts`` with one GROUP BY at the end (see BULK_MIN).
+        """
+        pairs = _pairs(other)
+        if kwargs:
+            pairs = itertools.chain(pairs, kwargs.items())
+        with self.transaction():
+            self._load(iter(pairs))
+
+    def update_in_batches(self, pairs: Any, batch: int = 100_000, pause: float = 0.1) -> int:
+        """Write many pairs as a series of update() transactions of ``batch`` pairs; the count.
+
+        For loads of many millions: between batches the write lock is free for ``pause``
+        seconds, so writers in other threads and processes get in instead of waiting for the
+        whole load (SQLite's waiting writers poll at most every 100 ms). Each batch is
+        all-or-nothing; a crash or a bad pair half-way keeps the batches already committed
+        (the count returned so far tells how many) and nothing of the failing batch. Use
+        update() when the whole load must be all-or-nothing.
+        """
+        if type(batch) is not int or batch < 1:
+            raise ValueError(f"batch must be a whole number of pairs, 1 or more; got {batch!r}")
+        if not 0 <= pause < 60:
+            raise ValueError(f"pause must be 0 to 60 seconds; got {pause!r}")
+        slot = self._pool.current()
+        if slot is not None and slot.depth:
+            raise Error(f"{self.path}: update_in_batches() commits as it goes, so it cannot run "
+                        "inside transaction(); use update() there")
+        stream, written = iter(_pairs(pairs)), 0
+        while True:
+            chunk = list(itertools.islice(stream, batch))
+            if not chunk:
+                return written
+            if written:
+                time.sleep(pause)
+            self.update(chunk)
+            written += len(chunk)
+            if len(chunk) < batch:
+                return written
+
+    def _load(self, pairs: Iterator[Any]) -> None:
+        written = 0
+        bulk = False
+        held = None  # rows + VALUE_WEIGHT * distinct values before the update, read once
+        with ExitStack() as suspended:
+            while True:
+                # The caller's iterator runs outside the connection's lock: it may use the store.
+                chunk = list(map(check_pair, itertools.islice(pairs, CHUNK)))
+                written += len(chunk)
+                if not bulk and len(chunk) == CHUNK and written >= BULK_MIN:
+                    if held is None:
+                        with self._using() as conn:
+                            held = self._held(conn)
+                    if written * BULK_RATIO >= held:
+                        bulk = True
+                        suspended.enter_context(self._counts_suspended())
+                with self._using() as conn:
+                    conn.executemany(sql.UPSERT, chunk)
+                if len(chunk) < CHUNK:
+                    break
+
+    @contextmanager
+    def _counts_suspended(self) -> Iterator[None]:
+        """Inside transaction(): the count triggers are off for the block; when it ends normally
+        counts are rebuilt with one GROUP BY and the triggers recreated. On an exception the
+        transaction's rollback restores everything (SQLite's DDL is transactional)."""
+        with self._using() as conn:
+            triggers.drop(conn)
+        yield
+        with self._using() as conn:
+            self._rebuild_counts(conn)
+
+    def _held(self, conn: sqlite3.Connection) -> int:
+        """What a rebuild of counts would cost, in rows: read from counts (small), not items."""
+        rows, values = conn.execute(sql.HELD).fetchone()
+        return int(rows + VALUE_WEIGHT * values)
+
+    def _rebuild_counts(self, conn: sqlite3.Connection) -> None:
+        """Recompute counts from items and (re)create the triggers; caller holds a transaction."""
+        conn.execute(sql.CLEAR_COUNTS)
+        conn.execute(sql.REBUILD_COUNTS)
+        conn.execute(sql.CLEAR_DISPLACED)
+        triggers.create(conn)
+
+
+def _pairs(other: Any) -> Iterable[Any]:
+    """The (key, value) pairs of a mapping, of an object with keys(), or of an iterable."""
+    if isinstance(other, Mapping):
+        return other.items()
+    if hasattr(other, "keys"):
+        return ((k, other[k]) for k in other.keys())
+    return cast(Iterable[Any], other)
