@@ -355,6 +355,23 @@ class Store(BulkWrites, MutableMapping):  # type: ignore[type-arg]
             "file": {"rows": rows, "bytes": page_count * page_size},
         }
 
+    def load(self, source: Any, format: Any = None, **options: Any) -> int:
+        """Load the pairs of a file (a path or a file object) in one transaction; the pairs read.
+
+        ``format``: a kvstore.formats.Format or its name (jsonl, json, csv, tsv), guessed from
+        the file name when omitted; ``key_type=``/``value_type=`` read untyped columns. All or
+        nothing: the first bad row raises kvstore.formats.FormatError and nothing is kept.
+        """
+        from kvstore import formats
+
+        return formats.load(self, source, format, **options)
+
+    def dump(self, dest: Any, format: Any = "jsonl") -> int:
+        """Write every pair, in key order, to a path or a file object, types kept; the pairs written."""
+        from kvstore import formats
+
+        return formats.dump(self, dest, format)
+
     def backup(self, dest: str | os.PathLike[str]) -> None:
         """Copy the store to the new file ``dest``: a consistent snapshot, while others write.
 

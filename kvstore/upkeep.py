@@ -60,6 +60,8 @@ class Mismatch:
     """How many keys in ``items`` hold the value."""
     stored: int
     """What ``counts`` says (0: no row)."""
+    fixable: bool = field(default=True, compare=False, repr=False)
+    """Whether repair() fixes it."""
 
     def __str__(self) -> str:
         return f"count of {self.value!r}: items hold {self.counted}, counts says {self.stored}"
@@ -71,6 +73,8 @@ class SchemaProblem:
 
     name: str
     problem: str
+    fixable: bool = field(default=True, compare=False, repr=False)
+    """Whether repair() fixes it (see the module's docstring for what it cannot)."""
 
     def __str__(self) -> str:
         return f"{self.name}: {self.problem}"
@@ -87,6 +91,8 @@ class ForeignRow:
     key: object
     value: object
     problem: str
+    fixable: bool = field(default=False, compare=False, repr=False)
+    """Always False: such rows are data, and repair() keeps them."""
 
     def __str__(self) -> str:
         return f"row {self.key!r}: {self.problem}"
@@ -131,7 +137,8 @@ class _Survey:
     """Why repair() cannot run at all (items unusable)."""
 
     def report(self, problem: Problem, fixable: bool = True) -> None:
-        self.problems.append(problem)
+        fixable = fixable and problem.fixable
+        self.problems.append(replace(problem, fixable=fixable))
         self.fixable += fixable
 
 

@@ -97,6 +97,8 @@ def _unsupported(role: str, obj: object, allowed: str) -> str:
     name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
     if kind is bool:
         hint = "bool would come back as int; store int(flag) or a string"
+    elif obj is None and role == "key":
+        hint = "None cannot be a key; use a marker string or number"
     elif obj is None:
         hint = "SQLite's NULL is not stored; delete the key instead, or store a marker string"
     elif kind not in _PLAIN and isinstance(obj, _PLAIN):
