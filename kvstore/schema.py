@@ -163,6 +163,10 @@ def hot_statements() -> dict[str, str]:
             ["value", "n"],
             sa.select(items.c.value, n).where(items.c.value.is_not(None)).group_by(items.c.value),
         ),
+        # stats(): bytes per b-tree from the dbstat virtual table, and row counts.
+        "SIZES": sa.text("SELECT name, sum(pgsize) FROM dbstat WHERE name IN (?, ?, ?) GROUP BY name"),
+        "ITEM_ROWS": sa.select(sa.func.count()).select_from(items),
+        "VALUE_ROWS": sa.select(sa.func.count()).select_from(counts),
         "CLEAR_COUNTS": sa.delete(counts),
         "CLEAR_DISPLACED": sa.delete(displaced),
         "CLEAR_ITEMS": sa.delete(items),

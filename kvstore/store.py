@@ -338,14 +338,9 @@ class Store(BulkWrites, MutableMapping):  # type: ignore[type-arg]
     def stats(self) -> dict[str, dict[str, int]]:
         """Rows and bytes on disk of ``items``, its value index and ``counts`` (from ``dbstat``)."""
         with self._snapshot() as conn:
-            sizes = dict(
-                conn.execute(
-                    "SELECT name, sum(pgsize) FROM dbstat WHERE name IN (?, ?, ?) GROUP BY name",
-                    ("items", VALUE_INDEX, "counts"),
-                )
-            )
-            rows = conn.execute("SELECT count(*) FROM items").fetchone()[0]
-            value_rows = conn.execute("SELECT count(*) FROM counts").fetchone()[0]
+            sizes = dict(conn.execute(sql.SIZES, ("items", VALUE_INDEX, "counts")))
+            (rows,) = conn.execute(sql.ITEM_ROWS).fetchone()
+            (value_rows,) = conn.execute(sql.VALUE_ROWS).fetchone()
             (page_count,) = conn.execute("PRAGMA page_count").fetchone()
             (page_size,) = conn.execute("PRAGMA page_size").fetchone()
         return {

@@ -224,9 +224,10 @@ def test_keys_for(foods):
 
 def test_stats(foods):
     table = ok("stats", foods).splitlines()
-    assert table[0].split() == ["name", "rows", "bytes"]
+    assert table[0].split() == ["name", "rows", "size"]
     assert [line.split()[:2] for line in table[2:5]] == [["items", "5"], ["value_index", "5"], ["counts", "4"]]
-    assert table[5].split()[0] == "file" and len(table[5].split()) == 2  # the file's row has no row count
+    assert table[5].split()[0] == "file" and len(table[5].split()) == 3  # no row count: "file 12.0 KiB"
+    assert table[5].split()[2] == "KiB"
     records = json.loads(ok("stats", foods, "--json"))
     assert [(r["name"], r["rows"]) for r in records] == [("items", 5), ("value_index", 5), ("counts", 4), ("file", None)]
     assert all(type(r["bytes"]) is int and r["bytes"] > 0 for r in records)

@@ -106,7 +106,8 @@ def repair(db: str) -> None:
 def stats(db: str, fmt: str) -> None:
     """Rows and bytes on disk of the items, the value index, the counts and the whole file.
 
-    The file's row is its size only (rows are not counted for the file).
+    The file's row is its size only (rows are not counted for the file). The table shows
+    sizes in IEC units (KiB, MiB); --json/--csv/--tsv/--nl give exact bytes.
 
     \b
     Examples:
@@ -115,8 +116,15 @@ def stats(db: str, fmt: str) -> None:
     """
     with open_store(db) as store:
         parts = store.stats()
-    records = ({"name": name, **numbers, **({"rows": None} if name == "file" else {})} for name, numbers in parts.items())
-    emit(records, ["name", "rows", "bytes"], fmt)
+    records = [{"name": name, **numbers, **({"rows": None} if name == "file" else {})} for name, numbers in parts.items()]
+    if fmt == "table":
+        from kvstore.units import format_size
+
+        table = [{**r, "rows": "" if r["rows"] is None else f"{r['rows']:,}", "size": format_size(r["bytes"])}
+                 for r in records]
+        emit(table, ["name", "rows", "size"], fmt)
+    else:
+        emit(records, ["name", "rows", "bytes"], fmt)
 
 
 @click.command(cls=Command)
