@@ -116,14 +116,15 @@ def stats(db: str, fmt: str) -> None:
     """
     with open_store(db) as store:
         parts = store.stats()
-    records = [{"name": name, **numbers, **({"rows": None} if name == "file" else {})} for name, numbers in parts.items()]
     if fmt == "table":
         from kvstore.units import format_size
 
-        table = [{**r, "rows": "" if r["rows"] is None else f"{r['rows']:,}", "size": format_size(r["bytes"])}
-                 for r in records]
+        table = [{"name": name, "rows": "" if name == "file" else f"{numbers['rows']:,}",
+                  "size": format_size(numbers["bytes"])} for name, numbers in parts.items()]
         emit(table, ["name", "rows", "size"], fmt)
     else:
+        records = [{"name": name, **numbers, **({"rows": None} if name == "file" else {})}
+                   for name, numbers in parts.items()]
         emit(records, ["name", "rows", "bytes"], fmt)
 
 
