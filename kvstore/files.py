@@ -111,11 +111,7 @@ def roll_back_journal(path: str, options: Options) -> None:
 
 def create(path: str, options: Options) -> None:
     """Create a new store at the missing ``path``; a racing creator's store wins untouched."""
-    parent = os.path.dirname(path)
-    if not os.path.isdir(parent):
-        raise Error(f"{path}: cannot create the store: directory {parent} does not exist; create it first")
-    tmp = os.path.join(parent, f".{os.path.basename(path)}.{os.urandom(8).hex()}.creating")
-    _claim(tmp, path)
+    tmp = _temporary_beside(path)
     try:
         initialize(tmp, options, wal=True)
         try:
@@ -129,6 +125,17 @@ def create(path: str, options: Options) -> None:
                 pass
     finally:
         remove_database(tmp)
+
+
+def _temporary_beside(path: str) -> str:
+    """A new empty file named for ``path`` in its directory, to build a file that is then
+    linked into place; errors say why it could not be made, in the user's terms."""
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        raise Error(f"{path}: cannot create it: directory {parent} does not exist; create it first")
+    tmp = os.path.join(parent, f".{os.path.basename(path)}.{os.urandom(8).hex()}.creating")
+    _claim(tmp, path)
+    return tmp
 
 
 def _claim(name: str, path: str) -> None:
@@ -215,11 +222,7 @@ def copy_into_place(path: str, copy: Callable[[sqlite3.Connection], None]) -> No
     Built in a temporary file, switched to WAL and linked into place (an existing ``path`` is
     never replaced), so an interrupted copy leaves no half-made file at ``path``.
     """
-    parent = os.path.dirname(path)
-    if not os.path.isdir(parent):
-        raise Error(f"{path}: directory {parent} does not exist; create it first")
-    tmp = os.path.join(parent, f".{os.path.basename(path)}.{os.urandom(8).hex()}.creating")
-    _claim(tmp, path)
+    tmp = _temporary_beside(path)
     try:
         target = sqlite3.connect(tmp, isolation_level=None)
         try:
