@@ -104,7 +104,8 @@ def _read_immutable(path: str) -> bool:
     ``immutable=1`` then writes nothing; the price is that a writer who starts meanwhile is
     not seen (README, Guarantees).
     """
-    if os.path.exists(path + "-shm"):
+    # SQLite names -wal/-shm/-journal after the file a symlink points to.
+    if os.path.exists(os.path.realpath(path) + "-shm"):
         return False
     try:
         with open(path, "rb") as f:
@@ -116,7 +117,7 @@ def _read_immutable(path: str) -> bool:
         return False
     euid = os.geteuid()
     others_file = euid != 0 and st.st_uid != euid
-    return others_file or not os.access(os.path.dirname(os.path.abspath(path)) or ".", os.W_OK)
+    return others_file or not os.access(os.path.dirname(os.path.realpath(path)) or ".", os.W_OK)
 
 
 def apply_pragmas(conn: sqlite3.Connection, options: Options) -> None:

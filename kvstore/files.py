@@ -72,7 +72,7 @@ def _foreign(path: str, app_id: int) -> NotAKvstoreFileError:
 def _empty_or_pending(path: str) -> Kind:
     """A 0-byte file is a new store, unless a WAL beside it holds a database already."""
     try:
-        pending = os.path.getsize(path + "-wal") > 0
+        pending = os.path.getsize(companion(path, "-wal")) > 0
     except OSError:
         pending = False
     if not pending:
@@ -92,10 +92,16 @@ def _empty_or_pending(path: str) -> Kind:
     return "empty"
 
 
+def companion(path: str, suffix: str) -> str:
+    """The -wal, -shm or -journal file of ``path``: SQLite names it after the file a symlink
+    points to, not after the link."""
+    return os.path.realpath(path) + suffix
+
+
 def has_hot_journal(path: str) -> bool:
     """A rollback journal beside ``path`` (a writer in rollback-journal mode was interrupted)."""
     try:
-        return os.path.getsize(path + "-journal") > 0
+        return os.path.getsize(companion(path, "-journal")) > 0
     except OSError:
         return False
 
@@ -257,9 +263,9 @@ def writable(path: str) -> bool:
     in a directory where SQLite could not create the -wal and -shm files a writer needs."""
     if not (os.access(path, os.W_OK) and os.stat(path).st_mode & 0o222):
         return False
-    if os.access(os.path.dirname(path), os.W_OK):
+    if os.access(os.path.dirname(os.path.realpath(path)), os.W_OK):
         return True
-    return all(os.access(path + suffix, os.W_OK) for suffix in ("-wal", "-shm"))
+    return all(os.access(companion(path, suffix), os.W_OK) for suffix in ("-wal", "-shm"))
 
 
 def check_path(path: str | os.PathLike[str]) -> str:

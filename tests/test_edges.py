@@ -406,3 +406,17 @@ def test_switching_a_rollback_journal_file_to_wal_waits_for_a_writer(path):
     assert waited >= 0.9
     with sqlite3.connect(path) as check:
         assert check.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_a_symlinked_store_with_a_hot_journal(tmp_path):
+    """SQLite names the journal after the symlink's target: kvstore must look for it there."""
+    real = tmp_path / "real"
+    real.mkdir()
+    path = str(real / "old.db")
+    revision_one_file(path, [(i, "v") for i in range(50)])
+    leave_hot_journal(path)
+    link = tmp_path / "link.db"
+    link.symlink_to(path)
+    with kvstore.open(link) as db:
+        assert len(db) == 50 and db.verify() == []
+    assert not os.path.exists(path + "-journal")
