@@ -30,7 +30,7 @@ class Options:
         timeout = self.timeout
         if type(timeout) not in (int, float):
             raise TypeError(f"timeout must be a number of seconds (int or float), not {type(timeout).__name__}")
-        if math.isnan(timeout):
+        if type(timeout) is float and math.isnan(timeout):
             raise ValueError("timeout must be a number of seconds, not NaN")
         if timeout < 0:
             raise ValueError(f"timeout must be 0 seconds or more, not {timeout}")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from kvstore import files
 from kvstore.connection import Options, connect
-from kvstore.pool import OPENING
+from kvstore.pool import opening
 from kvstore.errors import (
     Error,
     MigrationError,
@@ -44,7 +44,7 @@ def ensure_schema(path: str, options: Options) -> None:
     hot journal or checkpoint a pending WAL, so a refused file must never get one. Holds
     OPENING throughout, so that no fork() happens while one of these connections is open.
     """
-    with OPENING:
+    with opening(path):
         if not os.path.exists(path):
             if options.readonly:
                 raise Error(f"{path}: no such file; a read-only store cannot create it")
@@ -126,7 +126,7 @@ def _connected(path: str, options: Options) -> Iterator[sqlite3.Connection]:
     if files.classify(path) == "empty":
         raise NotAKvstoreFileError(f"{path}: the file is empty (0 bytes); open it with "
                                    "kvstore.open() to make it a new store")
-    with OPENING:
+    with opening(path):
         try:
             conn = connect(path, options)
             try:
@@ -145,7 +145,7 @@ def current_revision(path: str, options: Options) -> str | None:
 
 def migrate(path: str, revision: str, options: Options) -> None:
     """Upgrade or downgrade the kvstore file at ``path`` to ``revision``, atomically."""
-    with OPENING:
+    with opening(path):
         _prepare(path, options)
     with _connected(path, replace(options, readonly=True)) as conn:
         _read_revision(conn, path)  # refuse a foreign file before opening it for writing

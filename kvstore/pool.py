@@ -37,7 +37,8 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from kvstore import connection
 from kvstore.connection import Options, connect
@@ -50,6 +51,26 @@ _forking: list[ConnectionPool] = []
 OPENING = threading.RLock()
 """Held while a store is created, examined or upgraded (those connections are not in a pool),
 and while a pool is made, so that a fork never happens while one of them is open."""
+
+_opening: list[str] = []
+"""The files being created, examined or upgraded under OPENING (by any thread)."""
+
+FORK_WAIT = 1.0
+"""Seconds fork() waits for each call in progress (and for an open or upgrade in progress).
+A thread can be waiting inside SQLite for a lock that the forking thread itself holds (its own
+transaction()), so the wait must end: a call still in progress then is treated like an open
+transaction, and its file is refused in the child."""
+
+
+@contextmanager
+def opening(path: str) -> Iterator[None]:
+    """Hold OPENING while ``path`` is created, examined or upgraded (fork waits for it)."""
+    with OPENING:
+        _opening.append(path)
+        try:
+            yield
+        finally:
+            _opening.remove(path)
 
 _leaked: list[sqlite3.Connection] = []
 
@@ -68,7 +89,7 @@ DISCONNECTED = _disconnected()
 class Slot:
     """One thread's connection, and the lock held while a call is inside it."""
 
-    __slots__ = ("conn", "lock", "depth", "lost", "thread", "dead")
+    __slots__ = ("conn", "lock", "depth", "lost", "thread", "dead", "held_at_fork")
 
     def __init__(self) -> None:
         self.conn = DISCONNECTED
@@ -81,6 +102,8 @@ class Slot:
         self.thread = threading.current_thread()
         self.dead: str | None = None
         """Why this slot can never be used again (its store closed, or inherited by fork)."""
+        self.held_at_fork = False
+        """Whether the fork in progress holds this slot's lock (it gave up waiting otherwise)."""
 
 
 class ConnectionPool:
@@ -166,10 +189,14 @@ class ConnectionPool:
             if self.closed:
                 return
             self.closed = reason
-            slots, self._slots = self._slots, []
+            slots = list(self._slots)
+        # The slots stay listed until closed, so a fork meanwhile still waits for their calls
+        # and closes (or refuses) their connections.
         for slot in slots:
             with slot.lock:
                 _close(slot, reason)
+        with self._lock:
+            self._slots = []
         _pools.discard(self)
 
     # -- fork --------------------------------------------------------------------------------
@@ -177,11 +204,12 @@ class ConnectionPool:
     def _before_fork(self) -> None:
         self._lock.acquire()
         for slot in self._slots:
-            slot.lock.acquire()  # waits for a call in progress in another thread
+            # Waits for a call in progress in another thread, but not forever (FORK_WAIT).
+            slot.held_at_fork = slot.lock.acquire(timeout=FORK_WAIT)
             conn = slot.conn
             if conn is DISCONNECTED:
                 continue
-            if slot.depth or conn.in_transaction:
+            if not slot.held_at_fork or slot.depth or conn.in_transaction:
                 self._kept_at_fork = True
             else:
                 slot.conn = DISCONNECTED
@@ -190,7 +218,8 @@ class ConnectionPool:
     def _after_fork_in_parent(self) -> None:
         self._kept_at_fork = False
         for slot in self._slots:
-            slot.lock.release()
+            if slot.held_at_fork:
+                slot.lock.release()
         self._lock.release()
 
     def _after_fork_in_child(self) -> None:
@@ -200,8 +229,10 @@ class ConnectionPool:
             "fork outside transaction() blocks, or start the process with multiprocessing's "
             "'spawn' method"
         )
-        if self._kept_at_fork and self.file is not None:
-            connection.poisoned[self.file] = reason
+        if self._kept_at_fork:
+            self.closed = reason  # this store, in-memory ones included
+            if self.file is not None:
+                connection.poisoned[self.file] = reason  # and every other store of the file
         for slot in self._slots:
             # Leaked on purpose: closing or finalising a connection that holds the parent's
             # lock state would release (or checkpoint) what belongs to the parent.
@@ -210,7 +241,8 @@ class ConnectionPool:
                 slot.conn = DISCONNECTED
             slot.dead = "this store was inherited through fork() in the middle of a " \
                         "transaction() block; nothing written in the block is committed here"
-            slot.lock.release()
+            if slot.held_at_fork:
+                slot.lock.release()
         self._kept_at_fork = False
         self._lock = threading.Lock()
         self._local = threading.local()  # the other threads' slots do not exist here
@@ -230,8 +262,11 @@ def _leak(conn: sqlite3.Connection) -> None:
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(conn))  # never freed, even at interpreter exit
 
 
+_opening_held = [False]
+
+
 def _before_fork() -> None:
-    OPENING.acquire()
+    _opening_held[0] = OPENING.acquire(timeout=FORK_WAIT)
     _forking[:] = _pools
     for pool in _forking:
         pool._before_fork()
@@ -242,13 +277,32 @@ def _each_after_fork(method: Callable[[ConnectionPool], None]) -> Callable[[], N
         for pool in _forking:
             method(pool)
         _forking.clear()
-        OPENING.release()
+        if _opening_held[0]:
+            OPENING.release()
 
     return run
+
+
+def _refuse_files_being_opened() -> None:
+    """In a child forked while another thread was still creating or upgrading a file."""
+    if not _opening_held[0]:
+        for path in _opening:
+            file = connection.file_id(path)
+            if file is not None:
+                connection.poisoned[file] = (
+                    "this process was forked while its parent was creating or upgrading this "
+                    "file, so it inherited SQLite's state for it and may not use it"
+                )
+        _opening.clear()
+
+
+def _after_fork_in_child() -> None:
+    _refuse_files_being_opened()
+    _each_after_fork(ConnectionPool._after_fork_in_child)()
 
 
 os.register_at_fork(
     before=_before_fork,
     after_in_parent=_each_after_fork(ConnectionPool._after_fork_in_parent),
-    after_in_child=_each_after_fork(ConnectionPool._after_fork_in_child),
+    after_in_child=_after_fork_in_child,
 )

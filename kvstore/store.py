@@ -250,7 +250,7 @@ class Store(BulkWrites, MutableMapping):  # type: ignore[type-arg]
         lower, upper = ranges.bounds(start, stop, prefix)
         first, after, first_before, after_before = queries
         if upper is None:
-            return self._pages(first, after, (lower,))
+            return self._pages(first, after, (lower,), keep=())
         return self._pages(first_before, after_before, (lower, upper), keep=(upper,))
 
     def values(self) -> ValuesView[Value]:
@@ -375,6 +375,11 @@ class Store(BulkWrites, MutableMapping):  # type: ignore[type-arg]
         ``dest`` and linked into place; an existing ``dest`` is refused, never overwritten.
         Works from an in-memory store too.
         """
+        slot = self._pool.current()
+        if slot is not None and slot.depth:
+            # The online backup restarts whenever its source connection writes, so inside a
+            # write transaction it would never finish.
+            raise Error(f"{self.path}: backup() cannot run inside transaction(); call it outside")
         target = os.path.abspath(files.check_path(dest))
         if os.path.lexists(target):
             raise Error(f"{target}: already exists; backup() writes a new file only: "

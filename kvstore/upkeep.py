@@ -306,14 +306,16 @@ def _survey_triggers(conn: sqlite3.Connection, survey: _Survey) -> None:
             survey.foreign.append(name)
 
 
-_LITERAL = re.compile(r"'(?:[^']|'')*'")
+# String literals and comments name no table; one pattern, so that a quote inside a comment
+# or "--" inside a literal is read as SQLite reads it.
+_LITERAL = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?(?:\*/|$)", re.S)
 _WORD = re.compile(r"(?<![\w$])(counts|items_displaced)(?![\w$])", re.IGNORECASE)
 
 
 def _names_bookkeeping(name: str, text: str) -> str:
     """Which of counts/items_displaced the trigger's text names after its own name ('' if none)."""
     start = text.lower().find(name.lower())
-    body = _LITERAL.sub("''", text[start + len(name):] if start >= 0 else text)
+    body = _LITERAL.sub(" ", text[start + len(name):] if start >= 0 else text)
     match = _WORD.search(body)
     return match.group(1).lower() if match else ""
 

@@ -248,3 +248,18 @@ def test_update_in_batches_refuses_a_transaction_and_bad_sizes(db):
         with pytest.raises(ValueError):
             db.update_in_batches([(1, "a")], batch=bad)
     assert db.update_in_batches({1: "a", 2: "b"}) == 2 and db.update_in_batches([]) == 0
+
+
+def test_open_ended_ranges_page_past_a_thousand(db):
+    db.update((i, "n") for i in range(2500))
+    db.update((bytes([i % 256, i // 256]), "b") for i in range(1500))
+    assert list(db.keys(5)) [:3] == [5, 6, 7] and len(list(db.keys(5))) == 2495 + 1500
+    assert len(list(db.items(start=b""))) == 1500 and len(list(db.keys(prefix=b""))) == 1500
+
+
+def test_backup_refuses_a_transaction(tmp_path, db):
+    with db.transaction():
+        db["x"] = 1
+        with pytest.raises(kvstore.Error, match="inside transaction"):
+            db.backup(tmp_path / "b.db")
+    assert not (tmp_path / "b.db").exists()

@@ -420,3 +420,8 @@ def test_a_symlinked_store_with_a_hot_journal(tmp_path):
     with kvstore.open(link) as db:
         assert len(db) == 50 and db.verify() == []
     assert not os.path.exists(path + "-journal")
+
+
+def test_an_astronomical_int_timeout_is_clamped(path):
+    with kvstore.open(path, timeout=10**400) as db:
+        assert db.options.timeout == (2**31 - 1) / 1000

@@ -475,3 +475,73 @@ def test_relative_path_is_resolved_once(tmp_path, monkeypatch):
     assert os.listdir(elsewhere) == []
     assert_sound(str(home / "rel.db"), {"main": 1, "thread": 2, "child": 3})
     assert Path(db.path).is_absolute()
+
+
+# -- found by review: fork beside close(), fork while a thread waits on our own lock ----------
+
+
+def test_fork_while_close_is_waiting_for_a_call_in_progress(path):
+    """close() beside a call that waits inside SQLite: a fork meanwhile still waits or refuses."""
+    from tests._rel_workers import holding, release
+
+    db = kvstore.open(path, timeout=10)
+    db["main"] = 0  # the main thread's connection stays open, idle
+    with holding(path) as holder:  # another process holds the write lock for a while
+        waiting = threading.Thread(target=lambda: db.set("u", 1))
+        waiting.start()
+        time.sleep(0.3)  # that thread now waits inside SQLite
+        closer = threading.Thread(target=db.close)
+        closer.start()
+        time.sleep(0.2)  # close() is waiting for that thread
+
+        def child() -> None:
+            with kvstore.open(path, timeout=10) as mine:
+                for i in range(200):
+                    mine[f"c{i}"] = i
+
+        pid = fork_child(child)
+        threading.Timer(0.5, lambda: release(holder, "rollback")).start()
+        code = wait_child(pid)
+        waiting.join(30)
+        closer.join(30)
+    assert code in (0, 1)  # the child either wrote or was refused, both before anything was lost
+    expected = {f"c{i}": i for i in range(200)} if code == 0 else {}
+    assert_sound(path, {**expected, "main": 0})
+
+
+def test_fork_inside_a_transaction_beside_a_thread_waiting_for_it(path):
+    """The waiting thread holds its connection inside SQLite, waiting for *our* lock: fork must not
+    wait for it forever, and the thread must still succeed once the transaction commits."""
+    db = kvstore.open(path, timeout=30)
+    outcome: list[str] = []
+    with db.transaction():
+        db["in block"] = 1
+        thread = threading.Thread(target=lambda: outcome.append(str(db.set("t", 2))))
+        thread.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        pid = fork_child(lambda: pytest.raises(kvstore.Error, db.set, "child", 3))
+        took = time.monotonic() - started
+        assert wait_child(pid) == 0
+    thread.join(30)
+    assert took < 5 and outcome == ["None"]
+    db.close()
+    assert_sound(path, {"in block": 1, "t": 2})
+
+
+def test_a_memory_store_forked_mid_transaction_is_refused_at_once():
+    db = kvstore.open(":memory:", timeout=10)
+    db["a"] = 1
+    with db.transaction():
+        db["b"] = 2
+
+        def child() -> None:
+            started = time.monotonic()
+            with pytest.raises(kvstore.Error, match="forked"):
+                db.get("a")
+            assert time.monotonic() - started < 1  # refused, not a busy wait
+
+        pid = fork_child(child)
+        assert wait_child(pid) == 0
+    assert db["b"] == 2
+    db.close()

@@ -330,3 +330,25 @@ def test_many_foreign_rows_are_capped_with_a_total(path: str, conn: sqlite3.Conn
         assert "15 more such rows are not listed (25 in all)" in str(found[-1])
         db.clear()  # works on any row
         assert len(db) == 0 and db.verify() == []
+
+
+def test_a_foreign_trigger_that_only_mentions_counts_in_comments_is_kept(path):
+    with kvstore.open(path) as db:
+        db[1] = "a"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE audit (k)")
+    conn.execute("""CREATE TRIGGER audit_items AFTER INSERT ON items
+BEGIN
+    -- an audit log; it never touches counts
+    /* nor items_displaced */
+    INSERT INTO audit VALUES ('counts'' in a literal -- ' || NEW.key);
+END""")
+    conn.commit()
+    conn.close()
+    with kvstore.open(path) as db:
+        assert db.verify() == [] and db.repair() == 0
+        db["a new key"] = "b"
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'audit_items'").fetchone() == (1,)
+    assert conn.execute("SELECT count(*) FROM audit").fetchone() == (1,)
+    conn.close()
