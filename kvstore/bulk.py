@@ -63,8 +63,8 @@ class BulkWrites(Session):
         seconds, so writers in other threads and processes get in instead of waiting for the
         whole load (SQLite's waiting writers poll at most every 100 ms). Each batch is
         all-or-nothing; a crash or a bad pair half-way keeps the batches already committed
-        (the count returned so far tells how many) and nothing of the failing batch. Use
-        update() when the whole load must be all-or-nothing.
+        and nothing of the failing batch (the exception carries a note saying how many pairs
+        were committed). Use update() when the whole load must be all-or-nothing.
         """
         if type(batch) is not int or batch < 1:
             raise ValueError(f"batch must be a whole number of pairs, 1 or more; got {batch!r}")
@@ -81,7 +81,12 @@ class BulkWrites(Session):
                 return written
             if written:
                 time.sleep(pause)
-            self.update(chunk)
+            try:
+                self.update(chunk)
+            except Exception as exc:
+                exc.add_note(f"update_in_batches(): {written:,} pairs were committed before this batch; "
+                             "nothing of this batch was kept")
+                raise
             written += len(chunk)
             if len(chunk) < batch:
                 return written

@@ -236,8 +236,9 @@ print(max(waits))
 
 def test_update_in_batches_keeps_committed_batches_on_a_bad_pair(db):
     pairs = [(i, "ok") for i in range(25)] + [(None, "bad")] + [(i, "late") for i in range(100, 110)]
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError) as info:
         db.update_in_batches(pairs, batch=10, pause=0)
+    assert "20 pairs were committed" in "".join(info.value.__notes__)
     assert len(db) == 20 and db.count("ok") == 20  # batches 0-9 and 10-19; not 20-29
 
 
