@@ -56,10 +56,11 @@ _opening: list[str] = []
 """The files being created, examined or upgraded under OPENING (by any thread)."""
 
 FORK_WAIT = 1.0
-"""Seconds fork() waits for each call in progress (and for an open or upgrade in progress).
-A thread can be waiting inside SQLite for a lock that the forking thread itself holds (its own
-transaction()), so the wait must end: a call still in progress then is treated like an open
-transaction, and its file is refused in the child."""
+"""Seconds fork() waits for each call in progress when the forking thread itself holds a
+transaction(): another thread may then be waiting inside SQLite for that very lock, so the wait
+must end, and a call still in progress is treated like an open transaction (its file is refused
+in the child). Otherwise fork() waits for calls in progress however long they take: a child
+forked while another thread is inside SQLite can inherit a held SQLite mutex and hang."""
 
 
 @contextmanager
@@ -201,11 +202,21 @@ class ConnectionPool:
 
     # -- fork --------------------------------------------------------------------------------
 
-    def _before_fork(self) -> None:
+    def holds_transaction(self) -> bool:
+        """Whether the calling thread has a transaction open on this store."""
+        slot = self.current()
+        if slot is None or slot.conn is DISCONNECTED:
+            return False
+        try:
+            return slot.depth > 0 or slot.conn.in_transaction
+        except sqlite3.ProgrammingError:  # closed by close() meanwhile
+            return slot.depth > 0
+
+    def _before_fork(self, wait: float) -> None:
         self._lock.acquire()
         for slot in self._slots:
-            # Waits for a call in progress in another thread, but not forever (FORK_WAIT).
-            slot.held_at_fork = slot.lock.acquire(timeout=FORK_WAIT)
+            # Waits for a call in progress in another thread (bounded: see FORK_WAIT).
+            slot.held_at_fork = slot.lock.acquire(timeout=wait)
             conn = slot.conn
             if conn is DISCONNECTED:
                 continue
@@ -266,10 +277,12 @@ _opening_held = [False]
 
 
 def _before_fork() -> None:
-    _opening_held[0] = OPENING.acquire(timeout=FORK_WAIT)
+    pools = list(_pools)
+    wait = FORK_WAIT if any(pool.holds_transaction() for pool in pools) else -1  # -1: no limit
+    _opening_held[0] = OPENING.acquire(timeout=wait)
     _forking[:] = _pools
     for pool in _forking:
-        pool._before_fork()
+        pool._before_fork(wait)
 
 
 def _each_after_fork(method: Callable[[ConnectionPool], None]) -> Callable[[], None]:
