@@ -31,20 +31,19 @@ def write_inherited(task: tuple[int, int]) -> list[str]:
     """Write ``n`` keys through the store the worker inherited by fork; return those acknowledged."""
     worker, n = task
     assert INHERITED is not None
-    acked = []
-    for i in range(n):
-        key = f"w{worker}-{i}"
-        INHERITED[key] = worker
-        acked.append(key)
-    return acked
+    return _write(INHERITED, "w", worker, n)
 
 
 def write_with(task: tuple[kvstore.Store, int, int]) -> list[str]:
     """Write ``n`` keys through a store handed over by pickling (spawn); return those acknowledged."""
     db, worker, n = task
+    return _write(db, "s", worker, n)
+
+
+def _write(db: kvstore.Store, prefix: str, worker: int, n: int) -> list[str]:
     acked = []
     for i in range(n):
-        key = f"s{worker}-{i}"
+        key = f"{prefix}{worker}-{i}"
         db[key] = worker
         acked.append(key)
     return acked
