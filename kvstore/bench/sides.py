@@ -151,7 +151,6 @@ def drop_triggers(path: str) -> None:
     """Make ``path`` the raw reference's file: same tables and index, no count triggers."""
     conn = connect(path, Options())
     try:
-        for statement in triggers.drop_statements(triggers.CURRENT):
-            conn.execute(statement)
+        triggers.drop(conn)
     finally:
         conn.close()
