@@ -16,7 +16,6 @@ from typing import Any, cast
 import sqlite3
 
 from kvstore import sql, triggers
-from kvstore.errors import Error
 from kvstore.session import Session
 from kvstore.validate import Value, check_pair
 
@@ -70,10 +69,7 @@ class BulkWrites(Session):
             raise ValueError(f"batch must be a whole number of pairs, 1 or more; got {batch!r}")
         if not 0 <= pause < 60:
             raise ValueError(f"pause must be 0 to 60 seconds; got {pause!r}")
-        slot = self._pool.current()
-        if slot is not None and slot.depth:
-            raise Error(f"{self.path}: update_in_batches() commits as it goes, so it cannot run "
-                        "inside transaction(); use update() there")
+        self._outside_transaction("update_in_batches()", "it commits as it goes; use update() there")
         stream, written = iter(_pairs(pairs)), 0
         while True:
             chunk = list(itertools.islice(stream, batch))

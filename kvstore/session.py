@@ -45,6 +45,12 @@ class Session:
             )
         return error
 
+    def _outside_transaction(self, what: str, why: str) -> None:
+        """Refuse ``what`` inside this thread's transaction() block, saying ``why``."""
+        slot = self._pool.current()
+        if slot is not None and slot.depth:
+            raise Error(f"{self.path}: {what} cannot run inside transaction() ({why}); call it outside")
+
     @contextmanager
     def _using(self) -> Iterator[sqlite3.Connection]:
         """This thread's connection, held (no fork or close() meanwhile), errors translated."""

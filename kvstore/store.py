@@ -375,11 +375,7 @@ class Store(BulkWrites, MutableMapping):  # type: ignore[type-arg]
         ``dest`` and linked into place; an existing ``dest`` is refused, never overwritten.
         Works from an in-memory store too.
         """
-        slot = self._pool.current()
-        if slot is not None and slot.depth:
-            # The online backup restarts whenever its source connection writes, so inside a
-            # write transaction it would never finish.
-            raise Error(f"{self.path}: backup() cannot run inside transaction(); call it outside")
+        self._outside_transaction("backup()", "the copy restarts whenever its connection writes")
         target = os.path.abspath(files.check_path(dest))
         if os.path.lexists(target):
             raise Error(f"{target}: already exists; backup() writes a new file only: "
@@ -393,10 +389,9 @@ class Store(BulkWrites, MutableMapping):  # type: ignore[type-arg]
         Needs room for a second copy of the store while it runs, and waits for the write
         lock like any write. Not inside transaction().
         """
+        self._outside_transaction("vacuum()", "SQLite runs VACUUM only outside transactions")
         slot = self._pool.enter()
         try:
-            if slot.depth:
-                raise Error(f"{self.path}: vacuum() cannot run inside transaction(); call it outside")
             slot.conn.execute("VACUUM")
             slot.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # hand the freed pages back
         except sqlite3.Error as exc:
