@@ -280,7 +280,7 @@ def _before_fork() -> None:
     pools = list(_pools)
     wait = FORK_WAIT if any(pool.holds_transaction() for pool in pools) else -1  # -1: no limit
     _opening_held[0] = OPENING.acquire(timeout=wait)
-    _forking[:] = _pools
+    _forking[:] = pools
     for pool in _forking:
         pool._before_fork(wait)
 
