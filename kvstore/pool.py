@@ -133,9 +133,11 @@ class ConnectionPool:
         except AttributeError:
             slot = self._new_slot()
         slot.lock.acquire()
-        if slot.conn is DISCONNECTED:
+        # Once close() has begun, new calls are refused at once, even on connections it has
+        # not reached yet: a thread it is waiting for must not starve behind them.
+        if slot.conn is DISCONNECTED or self.closed:
             try:
-                self._reconnect(slot)
+                self._reconnect(slot)  # raises for a closed pool
             except BaseException:
                 slot.lock.release()
                 raise
