@@ -43,6 +43,11 @@ poisoned: dict[tuple[int, int], str] = {}
 may not use them (see kvstore.pool). Every connection kvstore makes checks this first."""
 
 
+refused: str | None = None
+"""In a process forked while another thread was inside SQLite: why it may use no store at all
+(see kvstore.pool). Checked before every connection and every open."""
+
+
 def file_id(path: str) -> tuple[int, int] | None:
     """The (device, inode) pair that identifies the file at ``path`` (None if it is missing)."""
     try:
@@ -60,6 +65,8 @@ def connect(path: str, options: Options) -> sqlite3.Connection:
     transaction that reads and then writes can deadlock on the lock upgrade, and the busy
     timeout cannot wait that out.
     """
+    if refused:
+        raise Error(f"{path}: {refused}")
     if poisoned:
         file = file_id(path)
         if file in poisoned:

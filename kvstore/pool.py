@@ -33,11 +33,13 @@ checkpoint at fork time and one reconnect (~100 µs) per thread afterwards.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import threading
+import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from kvstore import connection
@@ -45,9 +47,6 @@ from kvstore.connection import Options, connect
 from kvstore.errors import Error, translate
 
 _pools: weakref.WeakSet[ConnectionPool] = weakref.WeakSet()
-_forking: list[ConnectionPool] = []
-"""The pools quiesced by the fork in progress (a pool made meanwhile waits on OPENING)."""
-
 OPENING = threading.RLock()
 """Held while a store is created, examined or upgraded (those connections are not in a pool),
 and while a pool is made, so that a fork never happens while one of them is open."""
@@ -56,11 +55,14 @@ _opening: list[str] = []
 """The files being created, examined or upgraded under OPENING (by any thread)."""
 
 FORK_WAIT = 1.0
-"""Seconds fork() waits for each call in progress when the forking thread itself holds a
+"""Seconds fork() waits for calls in progress when the forking thread itself holds a
 transaction(): another thread may then be waiting inside SQLite for that very lock, so the wait
-must end, and a call still in progress is treated like an open transaction (its file is refused
-in the child). Otherwise fork() waits for calls in progress however long they take: a child
-forked while another thread is inside SQLite can inherit a held SQLite mutex and hang."""
+must end; the child may then use no store at all (a thread still inside SQLite at the fork can
+leave one of SQLite's process-wide mutexes held in the child for ever). Otherwise fork() waits
+for calls in progress however long they take."""
+
+STEP = 0.02
+"""Seconds fork() waits for any one lock before letting go of all it took and trying again."""
 
 
 @contextmanager
@@ -214,11 +216,9 @@ class ConnectionPool:
         except sqlite3.ProgrammingError:  # closed by close() meanwhile
             return slot.depth > 0
 
-    def _before_fork(self, wait: float) -> None:
-        self._lock.acquire()
-        for slot in self._slots:
-            # Waits for a call in progress in another thread (bounded: see FORK_WAIT).
-            slot.held_at_fork = slot.lock.acquire(timeout=wait)
+    def _close_idle_connections(self) -> None:
+        """Before fork: close the connections no call is using; remember any still in use."""
+        for slot in list(self._slots):
             conn = slot.conn
             if conn is DISCONNECTED:
                 continue
@@ -230,19 +230,16 @@ class ConnectionPool:
 
     def _after_fork_in_parent(self) -> None:
         self._kept_at_fork = False
-        for slot in self._slots:
-            if slot.held_at_fork:
-                slot.lock.release()
-        self._lock.release()
 
-    def _after_fork_in_child(self) -> None:
-        reason = (
+    def _after_fork_in_child(self, refused: str | None) -> None:
+        """Forget the parent's threads; refuse this file (or, given ``refused``, everything)."""
+        reason = refused or (
             "this process was forked while a transaction() on this file was open in its "
             "parent, so it inherited SQLite's lock state for the file and may not use it: "
             "fork outside transaction() blocks, or start the process with multiprocessing's "
             "'spawn' method"
         )
-        if self._kept_at_fork:
+        if self._kept_at_fork or refused:
             self.closed = reason  # this store, in-memory ones included
             if self.file is not None:
                 connection.poisoned[self.file] = reason  # and every other store of the file
@@ -254,9 +251,8 @@ class ConnectionPool:
                 slot.conn = DISCONNECTED
             slot.dead = "this store was inherited through fork() in the middle of a " \
                         "transaction() block; nothing written in the block is committed here"
-            if slot.held_at_fork:
-                slot.lock.release()
         self._kept_at_fork = False
+        # Fresh locks: a lock held at the fork by another thread would stay held here forever.
         self._lock = threading.Lock()
         self._local = threading.local()  # the other threads' slots do not exist here
         self._slots = []
@@ -275,32 +271,120 @@ def _leak(conn: sqlite3.Connection) -> None:
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(conn))  # never freed, even at interpreter exit
 
 
-_opening_held = [False]
+class _Fork:
+    """What the fork in progress holds: OPENING, and every pool's lock, or not all of them."""
+
+    opening = False
+    complete = True
+    """Whether every lock was taken; if not, a thread may be inside SQLite (see _before_fork)."""
+    pools: list[ConnectionPool] = []
+    """The pools quiesced by the fork in progress (a pool made meanwhile waits on OPENING)."""
+    pool_locks: list[ConnectionPool] = []
+    """The pools whose ``_lock`` the fork holds."""
+    slots: list[Slot] = []
+    """The slots whose lock the fork holds."""
+
+
+def _take_every_lock(step: float, partial: bool) -> bool:
+    """Take OPENING, then each pool's lock and each slot lock, waiting up to ``step`` for each.
+
+    All or nothing unless ``partial``: on a miss every lock taken is released again, so that a
+    thread in the middle of a transaction() can take its own slot lock, finish, and let go of
+    the SQLite lock another thread is waiting for (a fork holding the first thread's slot lock
+    while waiting for the second would deadlock the three). Returns whether all were taken.
+    """
+    _Fork.opening = OPENING.acquire(timeout=step)
+    if not _Fork.opening and not partial:
+        return False
+    pools: list[ConnectionPool] = []
+    while True:  # a pool being made without OPENING (partial only) may change the set: retry
+        try:
+            pools = list(_pools)
+            break
+        except RuntimeError:
+            continue
+    _Fork.pools, _Fork.pool_locks, _Fork.slots = pools, [], []
+    complete = _Fork.opening
+    for pool in pools:
+        if pool._lock.acquire(timeout=step):
+            _Fork.pool_locks.append(pool)
+        else:
+            complete = False
+        for slot in list(pool._slots):
+            slot.held_at_fork = (complete or partial) and slot.lock.acquire(timeout=step)
+            if slot.held_at_fork:
+                _Fork.slots.append(slot)
+            complete = complete and slot.held_at_fork
+        if not complete and not partial:
+            _release_every_lock()
+            return False
+    return complete
+
+
+def _release_every_lock() -> None:
+    for slot in _Fork.slots:
+        slot.held_at_fork = False
+        slot.lock.release()
+    for pool in _Fork.pool_locks:
+        pool._lock.release()
+    if _Fork.opening:
+        OPENING.release()
+    _Fork.opening, _Fork.pools, _Fork.pool_locks, _Fork.slots = False, [], [], []
 
 
 def _before_fork() -> None:
-    pools = list(_pools)
-    wait = FORK_WAIT if any(pool.holds_transaction() for pool in pools) else -1  # -1: no limit
-    _opening_held[0] = OPENING.acquire(timeout=wait)
-    _forking[:] = pools
-    for pool in _forking:
-        pool._before_fork(wait)
+    """Wait until no thread is inside SQLite or opening a store, then close idle connections.
+
+    The wait has no limit, except when the forking thread itself holds a transaction(): another
+    thread may be waiting inside SQLite for that very lock, so after FORK_WAIT the fork goes
+    ahead with what it holds, and the child may then use no store at all (_after_fork_in_child).
+    """
+    bounded = any(pool.holds_transaction() for pool in list(_pools))
+    deadline = time.monotonic() + FORK_WAIT if bounded else math.inf
+    pause = 0.001
+    while True:
+        last = time.monotonic() >= deadline
+        _Fork.complete = _take_every_lock(STEP, partial=last)
+        if _Fork.complete or last:
+            break
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+    for pool in _Fork.pools:
+        pool._close_idle_connections()
 
 
-def _each_after_fork(method: Callable[[ConnectionPool], None]) -> Callable[[], None]:
-    def run() -> None:
-        for pool in _forking:
-            method(pool)
-        _forking.clear()
-        if _opening_held[0]:
-            OPENING.release()
+def _after_fork_in_parent() -> None:
+    for pool in _Fork.pools:
+        pool._after_fork_in_parent()
+    _release_every_lock()
 
-    return run
+
+def _after_fork_in_child() -> None:
+    refused = None
+    if not _Fork.complete:
+        refused = (
+            "this process was forked while another thread of its parent was inside SQLite "
+            "(the forking thread held a transaction(), so fork could not wait for it), and "
+            "SQLite's internal locks may be held here for ever: this process may not use "
+            "kvstore; fork outside transaction() blocks, or use multiprocessing's 'spawn' method"
+        )
+        connection.refused = refused
+    _refuse_files_being_opened()
+    for pool in list(_pools) if refused else _Fork.pools:
+        pool._after_fork_in_child(refused)
+    for slot in _Fork.slots:
+        slot.held_at_fork = False
+    _Fork.slots, _Fork.pools, _Fork.pool_locks = [], [], []
+    if _Fork.opening:
+        OPENING.release()
+    else:
+        OPENING._at_fork_reinit()  # type: ignore[attr-defined]  # held by a thread that is gone
+    _Fork.opening = False
 
 
 def _refuse_files_being_opened() -> None:
     """In a child forked while another thread was still creating or upgrading a file."""
-    if not _opening_held[0]:
+    if not _Fork.opening:
         for path in _opening:
             file = connection.file_id(path)
             if file is not None:
@@ -311,13 +395,8 @@ def _refuse_files_being_opened() -> None:
         _opening.clear()
 
 
-def _after_fork_in_child() -> None:
-    _refuse_files_being_opened()
-    _each_after_fork(ConnectionPool._after_fork_in_child)()
-
-
 os.register_at_fork(
     before=_before_fork,
-    after_in_parent=_each_after_fork(ConnectionPool._after_fork_in_parent),
+    after_in_parent=_after_fork_in_parent,
     after_in_child=_after_fork_in_child,
 )

@@ -15,7 +15,7 @@ from collections.abc import ItemsView, Iterator, KeysView, MutableMapping, Value
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from kvstore import files, ranges, sql
+from kvstore import connection, files, ranges, sql
 from kvstore.connection import MEMORY, Options, connect
 from kvstore.constants import VALUE_INDEX
 from kvstore.errors import Error
@@ -45,6 +45,8 @@ class Store(BulkWrites, MutableMapping):  # type: ignore[type-arg]
 
     def __init__(self, path: str | os.PathLike[str], options: Options | None = None) -> None:
         path = files.check_path(path)
+        if connection.refused:
+            raise Error(f"{path}: {connection.refused}")
         self.options = options or Options()
         self._keeper: sqlite3.Connection | None = None
         if path == MEMORY:
