@@ -32,7 +32,8 @@ def classify(path: str) -> Kind:
     try:
         with open(path, "rb") as f:
             header = f.read(100)  # the whole SQLite file header
-            size = os.fstat(f.fileno()).st_size
+            st = os.fstat(f.fileno())
+            size = st.st_size
     except IsADirectoryError:
         raise NotAKvstoreFileError(f"{path}: is a directory, not a kvstore file") from None
     except PermissionError:
@@ -40,6 +41,8 @@ def classify(path: str) -> Kind:
                     "ask its owner for read permission") from None
     except OSError as exc:
         raise Error(f"{path}: cannot read the file: {exc.strerror}") from None
+    if st.st_nlink > 1:
+        check_links(path)
     if not header:
         return _empty_or_pending(path)
     if header[: len(SQLITE_HEADER)] != SQLITE_HEADER:
@@ -60,6 +63,37 @@ def classify(path: str) -> Kind:
     if app_id != APPLICATION_ID:
         raise _foreign(path, app_id)
     return "ours"
+
+
+def check_links(path: str) -> None:
+    """Refuse a file with more than one name: SQLite finds a database's -wal, -shm and -journal
+    (and its locks' bookkeeping) by the name it was opened with, so two names for one file are
+    two databases to SQLite, and using both corrupts it ("How To Corrupt An SQLite Database
+    File", section 2.3). The one extra name kvstore makes itself, the temporary name a new
+    store is built under, is removed here if its creator was killed before removing it."""
+    st = os.stat(path)
+    if st.st_nlink < 2:
+        return
+    directory, base = os.path.split(path)
+    try:
+        names = [name for name in os.listdir(directory or ".")
+                 if name.startswith(f".{base}.") and name.endswith(".creating")]
+    except OSError:
+        names = []
+    for name in names:
+        other = os.path.join(directory, name)
+        try:
+            if os.path.samefile(other, path):
+                os.remove(other)  # linked into place: it names the store, and nothing else uses it
+        except OSError:
+            pass
+    links = os.stat(path).st_nlink
+    if links > 1:
+        raise Error(
+            f"{path}: this file has {links} names (hard links); SQLite keeps a database's WAL and "
+            "locks by name, so a store used through two names is corrupted: remove the other names "
+            f"(find them with `find / -xdev -samefile {path}`), or make a copy with `kvstore backup`"
+        )
 
 
 def _foreign(path: str, app_id: int) -> NotAKvstoreFileError:

@@ -55,6 +55,10 @@ EXTENSIONS = {".csv": Format.CSV, ".tsv": Format.TSV, ".tab": Format.TSV, ".json
               ".ndjson": Format.JSONL, ".nl": Format.JSONL, ".json": Format.JSON}
 
 
+TOO_DEEP = ('JSON nested too deeply to read; a record is {"key": ..., "value": ...} whose value is a string, '
+            'a number or {"$bytes": "<hex>"}, never nested lists or objects')
+
+
 class FormatError(ValueError):
     """A source that cannot be read as pairs: ``source``, ``where`` (e.g. "line 3") and ``problem``."""
 
@@ -278,6 +282,8 @@ class _Reader:
                 record = loads(line)
             except JSONDecodeError as exc:
                 raise FormatError(self.label, f"line {number}", f"not valid JSON ({exc.msg} at column {exc.pos + 1})") from None
+            except RecursionError:
+                raise FormatError(self.label, f"line {number}", TOO_DEEP) from None
             yield self._pair(f"line {number}", _record, record)
 
     def _json(self, data: str | bytes) -> Iterator[tuple[Key, Value]]:
@@ -294,6 +300,8 @@ class _Reader:
         except json.JSONDecodeError as exc:
             problem = "the file is empty" if not data.strip() else f"not valid JSON ({exc.msg} at column {exc.colno})"
             raise FormatError(self.label, f"line {exc.lineno}", problem) from None
+        except RecursionError:
+            raise FormatError(self.label, None, TOO_DEEP) from None
         if isinstance(obj, list):
             for number, record in enumerate(obj, 1):
                 yield self._pair(f"item {number} of the array", _record, record)

@@ -21,8 +21,9 @@ also inherit a held SQLite mutex and hang on its first call.
 What is safe is a fork at which the process holds no SQLite connection to the file and no
 thread is inside SQLite. So, before every ``os.fork()`` (``os.register_at_fork``), kvstore
 waits for the calls in progress on every open store to finish (taking every slot lock, and
-the lock that creation and upgrades hold), then closes each idle connection; both processes
-reconnect lazily afterwards, each with state of its own. A connection inside a transaction
+the lock that creation and upgrades hold, all at once: it lets go of them all whenever one is
+busy, so that a thread in the middle of a transaction can finish it), then closes each idle
+connection; both processes reconnect lazily afterwards, each with state of its own. A connection inside a transaction
 cannot be closed without losing that transaction, so it stays open in the parent, and in the
 child its file is *poisoned*: every kvstore use of that file in the child (through the
 inherited store or a new ``kvstore.open()``) raises ``kvstore.Error`` before touching SQLite,

@@ -295,9 +295,12 @@ class Store(BulkWrites, MutableMapping):  # type: ignore[type-arg]
 
     def most_common(self, n: int | None = None) -> list[tuple[Value, int]]:
         """The ``n`` most held values with their counts, largest first (all when n is None)."""
+        if n is not None and (type(n) is not int):
+            raise TypeError(f"n must be a whole number or None, not {type(n).__name__}")
         if n is not None and n <= 0:
             return []
-        return self._all(sql.COUNTS, (), limit=n)
+        # fetchmany() takes a C int; no store holds 2**31 distinct values anyway.
+        return self._all(sql.COUNTS, (), limit=n if n is not None and n < 2**31 else None)
 
     def keys_for(self, value: Value, limit: int | None = None) -> Iterator[Key]:
         """The keys holding ``value`` (at most ``limit``), in key order, from the value index."""
@@ -318,8 +321,16 @@ class Store(BulkWrites, MutableMapping):  # type: ignore[type-arg]
         triggers that may write counts, rows outside kvstore's types (see kvstore.upkeep).
         Reads one consistent snapshot; O(rows); a missing table is reported, not raised.
         """
+        problems = []
+        if self.path != MEMORY:
+            try:
+                files.check_links(self.path)
+            except Error as exc:
+                from kvstore.upkeep import SchemaProblem
+
+                problems.append(SchemaProblem("file", str(exc).split(": ", 1)[1], fixable=False))
         with self._snapshot() as conn:
-            return self._problems(conn)
+            return problems + self._problems(conn)
 
     def repair(self) -> int:
         """Restore what verify() reports, in one transaction; returns the problems fixed.

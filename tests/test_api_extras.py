@@ -146,6 +146,17 @@ def test_most_common_breaks_ties_by_value_order(db):
     assert db.most_common() == [("c", 2), (7, 1), ("a", 1), ("b", 1), (b"z", 1)]
 
 
+@pytest.mark.parametrize("n", [2**31, 2**70])
+def test_most_common_of_more_than_there_are_is_all(db, n):
+    db.update({1: "a", 2: "a", 3: "b"})
+    assert db.most_common(n) == [("a", 2), ("b", 1)]
+
+
+def test_most_common_refuses_a_count_that_is_not_a_whole_number(db):
+    with pytest.raises(TypeError, match="whole number"):
+        db.most_common(2.5)  # type: ignore[arg-type]
+
+
 # -- backup and vacuum ------------------------------------------------------------------------
 
 

@@ -247,3 +247,23 @@ def test_the_module_imports_neither_click_nor_json_nor_csv():
     code = "import sys, kvstore.formats; print([m for m in ('click', 'json', 'csv') if m in sys.modules])"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout == "[]\n"
+
+
+@pytest.mark.parametrize("name, text", [("deep.json", "[" * 100_000), ("deep.jsonl", '{"key": 1, "value": ' + "[" * 100_000)])
+def test_deeply_nested_json_is_a_format_error_and_loads_nothing(tmp_path, db, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(FormatError, match="nested too deeply"):
+        db.load(str(path))
+    assert len(db) == 0
+
+
+def test_cli_load_from_a_closed_stdin_is_a_usage_error(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "kvstore", "load", str(tmp_path / "x.db"), "-", "--csv"],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+                         preexec_fn=lambda: os.close(0))
+    assert out.returncode == 2 and "stdin is closed" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "x.db").exists()

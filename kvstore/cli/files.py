@@ -21,9 +21,19 @@ REDRAW_EVERY = 0.2
 """Seconds between two redraws of the pairs-loaded line on a terminal."""
 
 
+class InputFile(click.File):
+    """A FILE argument for reading; ``-`` is stdin, refused with a usage error when closed."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except RuntimeError:  # click: "Was not able to determine binary stream for sys.stdin"
+            self.fail("stdin is closed, so there is nothing to read; pipe the pairs in, or name a file", param, ctx)
+
+
 @click.command(cls=Command)
 @db_argument
-@click.argument("file", type=click.File("rb"))
+@click.argument("file", type=InputFile("rb"))
 @format_options({
     "csv": "FILE is CSV with a key,value header.",
     "tsv": "FILE is tab-separated with a key,value header.",
