@@ -6,10 +6,9 @@ not stored as inf. JSON carries str, int and float natively, bytes as ``{"$bytes
 infinities as ``{"$float": "inf"}``. CSV/TSV headers name the columns key and value (any case,
 spaces around names ignored), optionally key_type and value_type (each row's types); cells
 keep their characters exactly. :func:`dump` writes the type columns, so :func:`load` reads back
-exactly what it wrote. A 0-byte CSV/TSV is refused (an empty store's dump has a header); an
-empty JSON lines file loads 0 pairs. A JSON file is one array of ``{"key": ..., "value": ...}``
-or one object ``{"key": value, ...}``. Problems raise :class:`FormatError`, saying where and
-what to do. json and csv are imported when used, so importing this module is cheap.
+exactly what it wrote. A 0-byte CSV/TSV is refused (an empty store's dump has a header); an empty
+JSON lines file loads 0 pairs. A JSON file is one array of ``{"key": ..., "value": ...}`` or one
+object ``{"key": value, ...}``. Problems raise :class:`FormatError`, saying where and what to do.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ Progress = Callable[[int, "int | None"], None]
 Source = str | os.PathLike[str] | IO[bytes] | IO[str]
 _INF = float("inf")
 _INFINITIES = {"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
+TOO_DEEP = 'JSON nested too deeply to read; a record\'s value is a string, a number or {"$bytes": "<hex>"}'
 
 
 class Format(StrEnum):
@@ -53,10 +53,6 @@ class Format(StrEnum):
 
 EXTENSIONS = {".csv": Format.CSV, ".tsv": Format.TSV, ".tab": Format.TSV, ".jsonl": Format.JSONL,
               ".ndjson": Format.JSONL, ".nl": Format.JSONL, ".json": Format.JSON}
-
-
-TOO_DEEP = ('JSON nested too deeply to read; a record is {"key": ..., "value": ...} whose value is a string, '
-            'a number or {"$bytes": "<hex>"}, never nested lists or objects')
 
 
 class FormatError(ValueError):
@@ -280,10 +276,9 @@ class _Reader:
                 continue
             try:
                 record = loads(line)
-            except JSONDecodeError as exc:
-                raise FormatError(self.label, f"line {number}", f"not valid JSON ({exc.msg} at column {exc.pos + 1})") from None
-            except RecursionError:
-                raise FormatError(self.label, f"line {number}", TOO_DEEP) from None
+            except (JSONDecodeError, RecursionError) as exc:
+                problem = f"not valid JSON ({exc.msg} at column {exc.pos + 1})" if isinstance(exc, JSONDecodeError) else TOO_DEEP
+                raise FormatError(self.label, f"line {number}", problem) from None
             yield self._pair(f"line {number}", _record, record)
 
     def _json(self, data: str | bytes) -> Iterator[tuple[Key, Value]]:
@@ -297,11 +292,11 @@ class _Reader:
         except UnicodeDecodeError as exc:
             line = data.count(b"\n", 0, exc.start) + 1  # type: ignore[arg-type]
             raise FormatError(self.label, f"line {line}", f"not UTF-8 text ({exc.reason}); save the file as UTF-8") from None
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
+            if isinstance(exc, RecursionError):
+                raise FormatError(self.label, None, TOO_DEEP) from None
             problem = "the file is empty" if not data.strip() else f"not valid JSON ({exc.msg} at column {exc.colno})"
             raise FormatError(self.label, f"line {exc.lineno}", problem) from None
-        except RecursionError:
-            raise FormatError(self.label, None, TOO_DEEP) from None
         if isinstance(obj, list):
             for number, record in enumerate(obj, 1):
                 yield self._pair(f"item {number} of the array", _record, record)
@@ -339,10 +334,6 @@ _NAMES = {str: "str", int: "int", float: "float", bytes: "bytes", type(None): "n
 _FORMATTED = {(k, v) for k in (int, str) for v in (int, str, float)}  # whose text is what an f-string writes
 
 
-def _text(obj: object) -> str:
-    return to_text(obj)[0]
-
-
 def _json_text(obj: object) -> str:
     """JSON for a key or value other than an int or str (those are inlined by the encoders)."""
     import json
@@ -367,13 +358,13 @@ def _csv_body(chunk: list[tuple[Any, Any]], d: str) -> str:
         end = f"{d}{names[kind_k]}{d}{names[kind_v]}\n"
         body = "".join([f"{k}{d}{v}{end}" for k, v in chunk])  # str(float) is repr(float)
     else:
-        body = "".join([f"{k if type(k) is str else str(k) if type(k) is int else _text(k)}{d}"
-                        f"{v if type(v) is str else str(v) if type(v) is int else _text(v)}{d}"
+        body = "".join([f"{k if type(k) is str else str(k) if type(k) is int else to_text(k)[0]}{d}"
+                        f"{v if type(v) is str else str(v) if type(v) is int else to_text(v)[0]}{d}"
                         f"{names[type(k)]}{d}{names[type(v)]}\n" for k, v in chunk])
     n = len(chunk)
     if body.count(d) == 3 * n and body.count("\n") == n and '"' not in body and "\r" not in body:
         return body  # no cell holds a delimiter, quote or line break: nothing to quote
-    return "".join(_csv_line([_text(k), _text(v), names[type(k)], names[type(v)]], d) for k, v in chunk)
+    return "".join(_csv_line([to_text(k)[0], to_text(v)[0], names[type(k)], names[type(v)]], d) for k, v in chunk)
 
 
 def _csv_line(cells: Iterable[str], d: str) -> str:
