@@ -43,6 +43,12 @@ poisoned: dict[tuple[int, int], str] = {}
 may not use them (see kvstore.pool). Every connection kvstore makes checks this first."""
 
 
+AUTOCHECKPOINT = 16384
+"""WAL pages after which the committing writer checkpoints by itself (64 MiB of 4 KiB pages)."""
+
+WAL_LIMIT = 64 * 2**20
+"""Bytes a WAL file is truncated to after a checkpoint has emptied it."""
+
 refused: str | None = None
 """In a process forked while another thread was inside SQLite: why it may use no store at all
 (see kvstore.pool). Checked before every connection and every open."""
@@ -138,6 +144,11 @@ def apply_pragmas(conn: sqlite3.Connection, options: Options) -> None:
     # 32 MiB of page cache instead of 2 MiB: bulk loads into a random-key B-tree touch many
     # pages, and a small cache turns that into repeated reads.
     conn.execute("PRAGMA cache_size = -32768")
+    # A longer WAL before a writer checkpoints by itself (SQLite's default is 1,000 pages):
+    # kvstore.checkpointer copies the WAL back in the background meanwhile, so a commit rarely
+    # pays for a checkpoint; the WAL file is cut back to journal_size_limit after one.
+    conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT}")
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
 
 
 def _quote(path: str) -> str:

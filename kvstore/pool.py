@@ -43,7 +43,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from kvstore import connection
+from kvstore import checkpointer, connection
 from kvstore.connection import Options, connect
 from kvstore.errors import Error, translate
 
@@ -172,6 +172,7 @@ class ConnectionPool:
             slot.conn = connect(self.target, self.options)
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from exc
+        checkpointer.watch(self)
 
     def _close_finished_threads(self) -> None:
         """Close the connections of threads that have ended (caller holds ``_lock``)."""

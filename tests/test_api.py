@@ -305,7 +305,7 @@ def test_connections_of_finished_threads_are_closed(db):
         thread.start()
         thread.join()
     db.get(1)
-    assert db._pool.slot_count() <= 2
+    assert db._pool.slot_count() <= 3  # this thread, the last one (closed lazily), the checkpointer
 
 
 def test_path_with_leading_double_slash(tmp_path):

@@ -14,7 +14,9 @@ The references, operation by operation:
   and a full scan), so those ratios show the cost of the Python layer alone.
 - ``get(key)`` and ``db[key]``: ``SELECT value FROM items WHERE key = ?``.
 - ``set(key, value)`` outside a transaction, half new keys, half overwrites: one autocommit
-  upsert; the file's count triggers fire for both.
+  upsert on a plain ``sqlite3`` connection (SQLite's defaults, ``synchronous=NORMAL``), each
+  side on its own copy of the file, count triggers included, in batches long enough to count
+  the checkpoints.
 - ``update()`` of N new pairs into an empty store, and of N pairs (half overwrites) into a
   store holding N: ``executemany`` of a plain INSERT (an upsert when keys may exist) into the
   same ``items`` table and index *without* the triggers, in one transaction.
@@ -130,9 +132,10 @@ def run(
         "skipped_peers": skipped,
         "notes": [
             (f"latencies: time per operation over batches (set(): {SET_BATCH} writes a batch); "
-             "p50 = median, p99 = 99th percentile; "
-             "kvstore and raw sqlite3 batches interleaved on the same file; ratio = kvstore p50 / raw p50"),
-            ("raw sqlite3: a connection from kvstore.connection.connect (same pragmas); "
+             "p50 = median, p99 = 99th percentile; kvstore and raw sqlite3 batches interleaved on the "
+             "same file (set(): on two copies of it); ratio = kvstore p50 / raw p50"),
+            ("raw sqlite3: a connection from kvstore.connection.connect (same pragmas), except for set(): "
+             "a plain sqlite3.connect() with synchronous=NORMAL; "
              "bulk references insert into the same items table and index without the count triggers"),
             *([f"peers {' and '.join(capped)} are loaded with at most {PEER_CAP:,} pairs"] if capped else []),
             *([f"peers {', '.join(scanning)} keep no count per value: their count is a scan of every value"]

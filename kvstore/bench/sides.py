@@ -147,6 +147,20 @@ class RawSqlite(SqliteSide):
         self.conn.close()
 
 
+class PlainSqlite(RawSqlite):
+    """Raw ``sqlite3`` as a user opens it: SQLite's defaults (its 2 MiB page cache, a
+    checkpoint by the commit that takes the WAL past 1,000 pages) with ``synchronous=NORMAL``,
+    the durability kvstore promises by default, on a WAL file. The reference for autocommit
+    ``set()``, each side on its own copy of the file, so checkpoints fall where they fall."""
+
+    def __init__(self, path: str) -> None:
+        import sqlite3
+
+        self.path = path
+        self.conn = sqlite3.connect(path, isolation_level=None, timeout=5, check_same_thread=False)
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+
+
 def drop_triggers(path: str) -> None:
     """Make ``path`` the raw reference's file: same tables and index, no count triggers."""
     conn = connect(path, Options())
