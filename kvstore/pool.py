@@ -298,13 +298,7 @@ def _take_every_lock(step: float, partial: bool) -> bool:
     _Fork.opening = OPENING.acquire(timeout=step)
     if not _Fork.opening and not partial:
         return False
-    pools: list[ConnectionPool] = []
-    while True:  # a pool being made without OPENING (partial only) may change the set: retry
-        try:
-            pools = list(_pools)
-            break
-        except RuntimeError:
-            continue
+    pools = _listed()
     _Fork.pools, _Fork.pool_locks, _Fork.slots = pools, [], []
     complete = _Fork.opening
     for pool in pools:
@@ -321,6 +315,17 @@ def _take_every_lock(step: float, partial: bool) -> bool:
             _release_every_lock()
             return False
     return complete
+
+
+def _listed() -> list[ConnectionPool]:
+    """The open pools. Without OPENING another thread may add one meanwhile, and iterating a
+    WeakSet that changes raises RuntimeError: an exception in a fork hook is printed and
+    ignored, and the fork would go ahead unprepared, so retry instead."""
+    while True:
+        try:
+            return list(_pools)
+        except RuntimeError:
+            continue
 
 
 def _release_every_lock() -> None:
@@ -341,7 +346,7 @@ def _before_fork() -> None:
     thread may be waiting inside SQLite for that very lock, so after FORK_WAIT the fork goes
     ahead with what it holds, and the child may then use no store at all (_after_fork_in_child).
     """
-    bounded = any(pool.holds_transaction() for pool in list(_pools))
+    bounded = any(pool.holds_transaction() for pool in _listed())
     deadline = time.monotonic() + FORK_WAIT if bounded else math.inf
     pause = 0.001
     while True:
@@ -372,7 +377,7 @@ def _after_fork_in_child() -> None:
         )
         connection.refused = refused
     _refuse_files_being_opened()
-    for pool in list(_pools) if refused else _Fork.pools:
+    for pool in _listed() if refused else _Fork.pools:
         pool._after_fork_in_child(refused)
     for slot in _Fork.slots:
         slot.held_at_fork = False
