@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
+import sys
 from dataclasses import dataclass
 
 from kvstore.constants import MAX_TIMEOUT
@@ -13,6 +14,13 @@ from kvstore.uri import file_uri
 
 MEMORY = ":memory:"
 """The path that asks for an in-memory store; its connections name it ``:memory:<id>``."""
+
+
+DEFAULT_MMAP_SIZE = 1 << 30 if sys.maxsize > 2**32 else 0
+"""Bytes of a file each connection reads through memory-mapped I/O by default: 1 GiB (a store
+of ~20M small pairs) on a 64-bit Python, none on a 32-bit one, whose address space (2-4 GiB for
+everything) one map per thread could use up. SQLite caps it at its compile-time
+SQLITE_MAX_MMAP_SIZE (2 GiB on common builds); see Options.mmap_size for the risks."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +34,20 @@ class Options:
     process crash, and the last commits may be lost on power loss."""
     readonly: bool = False
     """True: open with SQLite's mode=ro; every write raises ReadOnlyError."""
+    mmap_size: int = DEFAULT_MMAP_SIZE
+    """Bytes at the start of the file that SQLite reads by memory-mapped I/O instead of read()
+    calls (``PRAGMA mmap_size``); 0 turns it off. Reads of a large store get ~20% cheaper (no
+    copy from the OS page cache; measured 0.8x per get() at 10M pairs), and the mapped pages
+    count in the process's RSS while they are resident (they are the OS page cache, shared,
+    and dropped under memory pressure). Writes never go through the map.
+
+    SQLite's "Memory-Mapped I/O" page lists the risks: an I/O error on a mapped page cannot be
+    caught and handled by SQLite and arrives as a signal (SIGBUS) that crashes the process, so
+    a file on unreliable storage, or one truncated by another program (not by SQLite, which
+    remaps as files shrink), kills a reader instead of raising kvstore.Error; and the OS must
+    have a unified buffer cache (Linux, macOS and Windows do). Network filesystems are
+    unsupported anyway (WAL mode needs shared memory between the processes of one host).
+    Pass 0 for files on storage you do not trust."""
 
     def __post_init__(self) -> None:
         timeout = self.timeout
@@ -37,6 +59,8 @@ class Options:
             raise ValueError(f"timeout must be 0 seconds or more, not {timeout}")
         if timeout > MAX_TIMEOUT:  # inf included: wait as long as SQLite can (~24.8 days)
             object.__setattr__(self, "timeout", MAX_TIMEOUT)
+        if type(self.mmap_size) is not int or self.mmap_size < 0:
+            raise ValueError(f"mmap_size must be a whole number of bytes, 0 or more (0: no memory map); got {self.mmap_size!r}")
 
 
 poisoned: dict[tuple[int, int], str] = {}
@@ -100,3 +124,4 @@ def apply_pragmas(conn: sqlite3.Connection, options: Options) -> None:
     # 32 MiB of page cache instead of 2 MiB: bulk loads into a random-key B-tree touch many
     # pages, and a small cache turns that into repeated reads.
     conn.execute("PRAGMA cache_size = -32768")
+    conn.execute(f"PRAGMA mmap_size = {options.mmap_size}")
