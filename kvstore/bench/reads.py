@@ -5,7 +5,7 @@ in a fresh process against a Python one-liner.
 The reference for single reads is what a user of the file writes: ``sqlite3.connect(path)``
 with nothing changed, and ``conn.execute(query, (arg,)).fetchone()`` per call. Both sides
 run in interleaved batches on the same file (:func:`kvstore.bench.timing.compare`), after the
-same number of warm-up reads each.
+same number of warm-up reads each, each side with random keys of its own.
 """
 
 from __future__ import annotations
@@ -86,10 +86,11 @@ def measure_reads(path: str, n: int, budget_s: float, step: Step, seed: int = 5)
             for value in values:
                 count(value)
 
-        def same(args: Callable[[int], list[Any]]) -> Callable[[int], tuple[list[Any], list[Any]]]:
+        def apart(args: Callable[[int], list[Any]]) -> Callable[[int], tuple[list[Any], list[Any]]]:
+            # Each side its own random keys: a batch must not find its pages warmed by the
+            # other side's batch of the same keys just before.
             def make(count: int) -> tuple[list[Any], list[Any]]:
-                chosen = args(count)
-                return chosen, chosen
+                return args(count), args(count)
 
             return make
 
@@ -97,9 +98,9 @@ def measure_reads(path: str, n: int, budget_s: float, step: Step, seed: int = 5)
         kv_get(warm)
         raw_get(warm)
         rows = [
-            row(f"get(key), {n:,} items", *compare(kv_get, raw_get, same(work.keys), budget_s, BATCH), READ_TARGET,
+            row(f"get(key), {n:,} items", *compare(kv_get, raw_get, apart(work.keys), budget_s, BATCH), READ_TARGET,
                 "raw sqlite3, default settings"),
-            row(f"count(value), {n:,} items", *compare(kv_count, raw_count, same(work.values), budget_s, BATCH), READ_TARGET,
+            row(f"count(value), {n:,} items", *compare(kv_count, raw_count, apart(work.values), budget_s, BATCH), READ_TARGET,
                 "raw sqlite3, default settings"),
         ]
         step("reads: get, count")
@@ -116,16 +117,15 @@ def measure_reads(path: str, n: int, budget_s: float, step: Step, seed: int = 5)
 
 def _batch_vs_loop(batch_op: Callable[[list[Any]], object], loop_op: Callable[[list[Any]], object],
                    args: Callable[[int], list[Any]], budget_s: float) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Per-argument ns of ``batch_op`` over MANY arguments and of ``loop_op`` over the same ones, interleaved."""
+    """Per-argument ns of ``batch_op`` and of ``loop_op``, each over MANY random arguments of its own, interleaved."""
     batch_ns: list[float] = []
     loop_ns: list[float] = []
     deadline = time.perf_counter() + budget_s
     r = 0
     while time.perf_counter() < deadline or r < 7:
-        chosen = args(MANY)
         sides = ((batch_op, batch_ns), (loop_op, loop_ns))
         for op, out in sides if r % 2 else sides[::-1]:
-            out.append(time_batch(op, chosen))
+            out.append(time_batch(op, args(MANY)))
         r += 1
     return summarize(batch_ns, MANY), summarize(loop_ns, MANY)
 
