@@ -27,7 +27,7 @@ from kvstore import sql
 from kvstore.errors import Error
 from kvstore.constants import VALUE_INDEX
 from kvstore.session import Session
-from kvstore.validate import Key, Value, check_key, check_value
+from kvstore.validate import INT_MAX, INT_MIN, Key, Value, check_key, check_value
 
 Strategy = Literal["counts", "group_by", "scan"]
 _COUNT_SQL = {"counts": sql.COUNT, "group_by": sql.COUNT_GROUP_BY, "scan": sql.COUNT_SCAN}
@@ -60,21 +60,21 @@ class Reads(Session):
 
     def _cursor(self, conn: sqlite3.Connection) -> sqlite3.Cursor:
         """This thread's cursor on ``conn`` (a new one after a reconnect)."""
-        try:
-            cursor: sqlite3.Cursor = self._cursors.cursor
-            if cursor.connection is conn:
-                return cursor
-        except AttributeError:
-            pass
-        cursor = self._cursors.cursor = conn.cursor()
+        cursor: sqlite3.Cursor | None = getattr(self._cursors, "cursor", None)
+        if cursor is None or cursor.connection is not conn:
+            cursor = self._cursors.cursor = conn.cursor()
         return cursor
 
     def get(self, key: Key, default: Any = None) -> Any:
         """The value stored under ``key``, or ``default``."""
-        check_key(key)
+        if type(key) is not int or not INT_MIN <= key <= INT_MAX:  # an int key costs no call
+            check_key(key)
         slot = self._pool.enter()
         try:
-            row = self._cursor(slot.conn).execute(sql.GET, (key,)).fetchone()
+            cursor = getattr(self._cursors, "cursor", None)  # self._cursor(), inlined on the hot path
+            if cursor is None or cursor.connection is not slot.conn:
+                cursor = self._cursor(slot.conn)
+            row = cursor.execute(sql.GET, (key,)).fetchone()
         except sqlite3.Error as exc:
             raise self._error(exc, slot) from exc
         finally:
@@ -93,7 +93,10 @@ class Reads(Session):
         if strategy == "counts":
             slot = self._pool.enter()
             try:
-                row = self._cursor(slot.conn).execute(sql.COUNT, (value,)).fetchone()
+                cursor = getattr(self._cursors, "cursor", None)  # self._cursor(), inlined on the hot path
+                if cursor is None or cursor.connection is not slot.conn:
+                    cursor = self._cursor(slot.conn)
+                row = cursor.execute(sql.COUNT, (value,)).fetchone()
             except sqlite3.Error as exc:
                 raise self._error(exc, slot) from exc
             finally:
