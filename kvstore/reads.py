@@ -10,7 +10,8 @@ arguments, all inside one read transaction (the caller's, inside ``transaction()
 is one state of the store even while other threads and processes write, and the fixed price is
 paid once per batch instead of once per key. get_many() joins a ``VALUES`` list of the keys
 to ``items``, the list as the outer loop (``CROSS JOIN`` makes SQLite keep that order), so rows
-come back in the order asked, each repeat of a key again (the dict keeps the first). count_many()
+come back in the order asked, each repeat of a key again (the dict keeps the first), each with
+the key as asked (an int 1 even where another program stored the float 1.0). count_many()
 asks ``value IN (...)``: SQLite first puts the list into a temporary index, so a value asked
 many times (a few foods among thousands of questions) is looked up once.
 """
@@ -40,7 +41,7 @@ repeating an argument, so at most nine statement texts exist and all stay prepar
 # Written beside kvstore.sql's GET and COUNT (the same tables and columns); the model test
 # checks that get_many()/count_many() agree with get()/count() on every step.
 _GET_MANY = ('WITH asked(key) AS (VALUES {}) '
-             'SELECT items."key", items.value FROM asked CROSS JOIN items ON items."key" = asked.key')
+             'SELECT asked.key, items.value FROM asked CROSS JOIN items ON items."key" = asked.key')
 _COUNT_MANY = "SELECT counts.value, counts.n FROM counts WHERE counts.value IN ({})"
 
 

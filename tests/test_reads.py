@@ -164,3 +164,12 @@ def test_reads_through_the_map_see_other_connections_writes(path):
         other.close()
         assert reader.get(19_999) == "x" * 200
         assert len(reader.get_many(range(20_000))) == 20_000
+
+
+def test_get_many_answers_with_the_keys_as_asked(db):
+    """A float key another program wrote equals the int asked for, as in get() and db[k]."""
+    with db._using() as conn:
+        conn.execute("INSERT INTO items VALUES (1.0, 'apple')")
+    assert db.get(1) == "apple"
+    got = db.get_many([1, 2])
+    assert got == {1: "apple"} and type(next(iter(got))) is int
