@@ -173,3 +173,21 @@ def test_get_many_answers_with_the_keys_as_asked(db):
     assert db.get(1) == "apple"
     got = db.get_many([1, 2])
     assert got == {1: "apple"} and type(next(iter(got))) is int
+
+
+def test_a_read_leaves_no_read_transaction_open_even_where_a_key_repeats(path):
+    """The reused cursor must finish its statement: an open one would pin a snapshot (stale
+    reads on this connection, and no checkpoint can complete)."""
+    with kvstore.open(path) as db:
+        with db._using() as conn:  # another program recreated items without a primary key
+            conn.execute("DROP TABLE items")
+            conn.execute("CREATE TABLE items (key, value)")
+            conn.execute("INSERT INTO items VALUES (1, 'a'), (1, 'b')")
+        assert db.get(1) == "a"
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("INSERT INTO items VALUES (2, 'c')")
+            assert other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # not busy
+            assert db.get(2) == "c"
+        finally:
+            other.close()
