@@ -6,7 +6,7 @@
         db.count("apple")   # 1: one primary-key lookup, however many items there are
 """
 
-from typing import Any
+from __future__ import annotations
 
 from kvstore.errors import (
     BusyError,
@@ -18,13 +18,23 @@ from kvstore.errors import (
     SchemaTooNewError,
     StorageFullError,
 )
-from kvstore.store import Store, open
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy reads any such name)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from kvstore.store import Store, open
 
 _UPKEEP = ("ForeignRow", "Mismatch", "Problem", "SchemaProblem")
 
 
-
 def __getattr__(name: str) -> Any:
+    # Store and open() load kvstore.store (and with it dataclasses, typing, threading) on first
+    # use: `kvstore count` in a fresh process answers with sqlite3 alone (kvstore.cli.fast).
+    if name in ("Store", "open"):
+        from kvstore import store
+
+        return getattr(store, name)
     # __version__ comes from the installed metadata, read on first use: importing
     # importlib.metadata costs milliseconds that `kvstore count` should not pay.
     # The problem classes of verify() load with kvstore.upkeep, and the stopwatch (which
@@ -46,6 +56,7 @@ def __getattr__(name: str) -> Any:
         except PackageNotFoundError:  # a source checkout on sys.path without an install
             return "0+unknown"
     raise AttributeError(f"module 'kvstore' has no attribute {name!r}")
+
 
 __all__ = [
     "BusyError",

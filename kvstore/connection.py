@@ -5,13 +5,22 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
+import sys
 from dataclasses import dataclass
 
 from kvstore.constants import MAX_TIMEOUT
 from kvstore.errors import Error
+from kvstore.uri import file_uri
 
 MEMORY = ":memory:"
 """The path that asks for an in-memory store; its connections name it ``:memory:<id>``."""
+
+
+DEFAULT_MMAP_SIZE = 1 << 30 if sys.maxsize > 2**32 else 0
+"""Bytes of a file each connection reads through memory-mapped I/O by default: 1 GiB (a store
+of ~20M small pairs) on a 64-bit Python, none on a 32-bit one, whose address space (2-4 GiB for
+everything) one map per thread could use up. SQLite caps it at its compile-time
+SQLITE_MAX_MMAP_SIZE (2 GiB on common builds); see Options.mmap_size for the risks."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,21 @@ class Options:
     process crash, and the last commits may be lost on power loss."""
     readonly: bool = False
     """True: open with SQLite's mode=ro; every write raises ReadOnlyError."""
+    mmap_size: int = DEFAULT_MMAP_SIZE
+    """Bytes at the start of the file that SQLite reads by memory-mapped I/O instead of read()
+    calls (``PRAGMA mmap_size``); 0 turns it off. Reads of a large store get ~20% cheaper (no
+    system call and copy per page: raw sqlite3 reads of a 10M-pair file took ~0.8x as long),
+    and the mapped pages count in the process's RSS while they are resident (they are the OS
+    page cache, shared, and dropped under memory pressure). Writes do not go through the map
+    (SQLite's default build).
+
+    SQLite's "Memory-Mapped I/O" page lists the risks: an I/O error on a mapped page cannot be
+    caught and handled by SQLite and arrives as a signal (SIGBUS) that crashes the process, so
+    a file on unreliable storage, or one truncated by another program (not by SQLite, which
+    remaps as files shrink), kills a reader instead of raising kvstore.Error; and the OS must
+    have a unified buffer cache (Linux has one). Network filesystems are
+    unsupported anyway (WAL mode needs shared memory between the processes of one host).
+    Pass 0 for files on storage you do not trust."""
 
     def __post_init__(self) -> None:
         timeout = self.timeout
@@ -36,6 +60,8 @@ class Options:
             raise ValueError(f"timeout must be 0 seconds or more, not {timeout}")
         if timeout > MAX_TIMEOUT:  # inf included: wait as long as SQLite can (~24.8 days)
             object.__setattr__(self, "timeout", MAX_TIMEOUT)
+        if type(self.mmap_size) is not int or self.mmap_size < 0:
+            raise ValueError(f"mmap_size must be a whole number of bytes, 0 or more (0: no memory map); got {self.mmap_size!r}")
 
 
 poisoned: dict[tuple[int, int], str] = {}
@@ -98,39 +124,7 @@ def _uri(path: str, options: Options) -> str:
         # memdb: one in-memory database shared by every connection of this process that names
         # it, with ordinary locking (busy_timeout works), alive while one connection is open.
         return f"file:/kvstore-{path[len(MEMORY):]}?vfs=memdb"
-    # "file://" + an absolute path gives an empty URI authority; "file:" + "//x/..." would
-    # read x as a host and fail.
-    uri = f"file://{_quote(os.path.abspath(path))}?mode={'ro' if options.readonly else 'rw'}"
-    if options.readonly and _read_immutable(path):
-        uri += "&immutable=1"
-    return uri
-
-
-def _read_immutable(path: str) -> bool:
-    """Read a WAL file as immutable when a reader cannot, or should not, create its -shm.
-
-    A WAL database needs its -shm file. When a writer has the file open, the -shm exists and
-    a read-only connection uses it (SQLite >= 3.22) and sees consistent snapshots. When none
-    exists, every change is in the main file; SQLite would create -shm (and -wal) to read it,
-    which fails in a directory the reader cannot write, and as another user (not root, whom
-    SQLite hands the files back from) leaves files the owner cannot open later. Reading with
-    ``immutable=1`` then writes nothing; the price is that a writer who starts meanwhile is
-    not seen (README, Guarantees).
-    """
-    # SQLite names -wal/-shm/-journal after the file a symlink points to.
-    if os.path.exists(os.path.realpath(path) + "-shm"):
-        return False
-    try:
-        with open(path, "rb") as f:
-            header = f.read(20)
-        st = os.stat(path)
-    except OSError:
-        return False
-    if len(header) < 20 or header[18] != 2:  # not WAL: a rollback-journal reader needs no -shm
-        return False
-    euid = os.geteuid()
-    others_file = euid != 0 and st.st_uid != euid
-    return others_file or not os.access(os.path.dirname(os.path.realpath(path)) or ".", os.W_OK)
+    return file_uri(path, options.readonly)
 
 
 def apply_pragmas(conn: sqlite3.Connection, options: Options) -> None:
@@ -144,13 +138,9 @@ def apply_pragmas(conn: sqlite3.Connection, options: Options) -> None:
     # 32 MiB of page cache instead of 2 MiB: bulk loads into a random-key B-tree touch many
     # pages, and a small cache turns that into repeated reads.
     conn.execute("PRAGMA cache_size = -32768")
+    conn.execute(f"PRAGMA mmap_size = {options.mmap_size}")
     # A longer WAL before a writer checkpoints by itself (SQLite's default is 1,000 pages):
-    # kvstore.checkpointer copies the WAL back in the background meanwhile, so a commit rarely
-    # pays for a checkpoint; the WAL file is cut back to journal_size_limit after one.
+    # kvstore.checkpointer copies the WAL back when writes pause, so a commit rarely pays
+    # for a checkpoint; the WAL file is cut back to journal_size_limit after one.
     conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT}")
     conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
-
-
-def _quote(path: str) -> str:
-    """Escape the characters that mean something in an SQLite URI filename."""
-    return path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")

@@ -1,8 +1,9 @@
 """The Store: a persistent MutableMapping whose count(value) is one primary-key lookup.
 
 This module holds the public surface (opening, the mapping, counting, upkeep); the plumbing
-is elsewhere: kvstore.session (calls, transactions, paging), kvstore.bulk (update() and its
-set-based path), kvstore.pool (connections, fork and close()), kvstore.files (paths and files).
+is elsewhere: kvstore.session (calls, transactions, paging), kvstore.reads (get(), count() and
+the batch reads), kvstore.bulk (update() and its set-based path), kvstore.pool (connections,
+fork and close()), kvstore.files (paths and files).
 It stays a little over 400 lines because it is the whole API in one class, one short method each.
 """
 
@@ -11,17 +12,19 @@ from __future__ import annotations
 import itertools
 import os
 import sqlite3
+import threading
 from collections.abc import ItemsView, Iterator, KeysView, MutableMapping, ValuesView
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from kvstore import connection, files, ranges, sql
-from kvstore.connection import MEMORY, Options, connect
+from kvstore.connection import DEFAULT_MMAP_SIZE, MEMORY, Options, connect
 from kvstore.constants import VALUE_INDEX
 from kvstore.errors import Error
 from kvstore.migrate import ensure_schema
 from kvstore.files import initialize
 from kvstore.bulk import BulkWrites
+from kvstore.reads import Reads, Strategy as Strategy  # re-exported: the count strategies
 from kvstore.pool import OPENING, ConnectionPool
 from kvstore.session import PAGE  # noqa: F401 (re-exported: iteration's page size)
 
@@ -29,13 +32,10 @@ if TYPE_CHECKING:  # kvstore.upkeep is imported by verify() and repair(), not at
     from kvstore.upkeep import Problem
 from kvstore.validate import Key, Value, check_key, check_stored_key, check_value
 
-Strategy = Literal["counts", "group_by", "scan"]
-_COUNT_SQL = {"counts": sql.COUNT, "group_by": sql.COUNT_GROUP_BY, "scan": sql.COUNT_SCAN}
-
 _MISSING = object()
 
 
-class Store(BulkWrites, MutableMapping):  # type: ignore[type-arg]
+class Store(BulkWrites, Reads, MutableMapping):  # type: ignore[type-arg]
     """A dict-like store of ``key -> value`` on one SQLite file, with instant ``count(value)``.
 
     Thread-safe: each thread gets its own connection (see kvstore.pool, which also makes the
@@ -49,6 +49,7 @@ class Store(BulkWrites, MutableMapping):  # type: ignore[type-arg]
             raise Error(f"{path}: {connection.refused}")
         self.options = options or Options()
         self._keeper: sqlite3.Connection | None = None
+        self._cursors = threading.local()
         if path == MEMORY:
             self.path = MEMORY
             self._pool = self._in_memory()
@@ -89,18 +90,6 @@ class Store(BulkWrites, MutableMapping):  # type: ignore[type-arg]
         return f"<kvstore.Store {self.path!r} ({state})>"
 
     # -- the mapping ---------------------------------------------------------------------
-
-    def get(self, key: Key, default: Any = None) -> Any:
-        """The value stored under ``key``, or ``default``."""
-        check_key(key)
-        slot = self._pool.enter()
-        try:
-            row = slot.conn.execute(sql.GET, (key,)).fetchone()
-        except sqlite3.Error as exc:
-            raise self._error(exc, slot) from exc
-        finally:
-            slot.lock.release()
-        return default if row is None else row[0]
 
     def __getitem__(self, key: Key) -> Value:
         value = self.get(key, _MISSING)
@@ -261,34 +250,6 @@ class Store(BulkWrites, MutableMapping):  # type: ignore[type-arg]
 
     # -- counting ------------------------------------------------------------------------
 
-    def count(self, value: Value, strategy: Strategy = "counts") -> int:
-        """How many keys hold ``value`` (0 if none).
-
-        ``counts`` (default) is one primary-key lookup in the maintained counts table;
-        ``group_by`` aggregates over the value index; ``scan`` reads every row. All three
-        give the same answer; the last two exist to show what the counts table saves.
-        Values compare as in Python: 1 and 1.0 are the same value, '1' and b'1' are not.
-        """
-        check_value(value)
-        try:
-            query = _COUNT_SQL[strategy]
-        except (KeyError, TypeError):
-            raise ValueError(
-                f"unknown count strategy {strategy!r}; use one of: {', '.join(_COUNT_SQL)}"
-            ) from None
-        try:
-            row = self._row(query, (value,))
-        except Error as exc:
-            cause = str(exc.__cause__)
-            if strategy == "group_by" and ("no query solution" in cause or "no such index" in cause):
-                raise Error(
-                    f"{self.path}: count(strategy='group_by') needs kvstore's index "
-                    f"{VALUE_INDEX} on items.value, which is missing or altered; run "
-                    "repair() (or `kvstore repair FILE`) to restore it"
-                ) from exc
-            raise
-        return 0 if row is None else row[0]
-
     def counts(self) -> dict[Value, int]:
         """Every stored value with how many keys hold it, largest count first."""
         return dict(self._all(sql.COUNTS, ()))
@@ -444,6 +405,7 @@ def open(  # noqa: A001 - mirrors the built-in on purpose: kvstore.open(path)
     timeout: float = 5.0,
     durable: bool = False,
     readonly: bool = False,
+    mmap_size: int = DEFAULT_MMAP_SIZE,
 ) -> Store:
     """Open (creating or upgrading as needed) the kvstore file at ``path``.
 
@@ -453,5 +415,8 @@ def open(  # noqa: A001 - mirrors the built-in on purpose: kvstore.open(path)
     long as SQLite can, about 24.8 days). ``durable``: fsync each commit so it survives power
     loss (default: survives a crash of the process). ``readonly``: never write; also chosen
     automatically for a file without write permission, or in a directory that cannot be written.
+    ``mmap_size``: bytes of the file read through a memory map (default 1 GiB on 64-bit Pythons;
+    0 for a file on storage that may fail or be truncated by other programs: see
+    kvstore.connection.Options.mmap_size).
     """
-    return Store(path, Options(timeout=timeout, durable=durable, readonly=readonly))
+    return Store(path, Options(timeout=timeout, durable=durable, readonly=readonly, mmap_size=mmap_size))

@@ -389,21 +389,23 @@ def test_repair_lists_what_it_fixed_apart_from_what_it_could_not(path):
 
 def test_the_cli_is_a_package_of_small_modules():
     modules = sorted((ROOT / "kvstore" / "cli").glob("*.py"))
-    assert [m.name for m in modules] == ["__init__.py", "counting.py", "files.py", "items.py", "options.py",
-                                         "output.py", "tools.py", "upkeep.py"]
+    assert [m.name for m in modules] == ["__init__.py", "counting.py", "fast.py", "files.py", "group.py", "items.py",
+                                         "options.py", "output.py", "tools.py", "upkeep.py"]
     assert all(len(m.read_text().splitlines()) <= 400 for m in modules)
     assert len((ROOT / "kvstore" / "formats.py").read_text().splitlines()) <= 450  # codec, four readers, two writers
 
 
 def test_count_imports_only_its_own_modules(path):
+    """With an option, `kvstore count` runs through click (tests/test_cli_fast.py: without one)."""
     ok("set", path, "k", "v")
-    code = ("import sys, runpy; sys.argv = ['kvstore', 'count', '{db}', 'v']\n"
+    code = ("import sys, runpy; sys.argv = ['kvstore', 'count', '{db}', 'v', '--strategy', 'counts']\n"
             "try:\n    runpy.run_module('kvstore', run_name='__main__')\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in sys.modules if m.startswith('kvstore.cli') or m in "
             "('kvstore.formats', 'json', 'csv', 'tabulate', 'sqlalchemy', 'alembic')))")
     done = subprocess.run([sys.executable, "-c", code.replace("{db}", path)], capture_output=True, text=True, cwd=ROOT)
     assert done.stdout.splitlines()[0] == "1"
-    assert done.stdout.splitlines()[-1] == "['kvstore.cli', 'kvstore.cli.counting', 'kvstore.cli.options', 'kvstore.cli.output']"
+    assert done.stdout.splitlines()[-1] == ("['kvstore.cli', 'kvstore.cli.counting', 'kvstore.cli.fast', 'kvstore.cli.group', "
+                                            "'kvstore.cli.options', 'kvstore.cli.output']")
 
 
 def test_type_names_agree_with_formats():

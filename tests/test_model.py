@@ -138,6 +138,21 @@ class StoreMachine(RuleBasedStateMachine):
         self.db.close()
         self.db = kvstore.open(self.path)
 
+    # -- batch reads -------------------------------------------------------------------
+
+    @rule(asked=st.lists(keys, max_size=8))
+    def get_many(self, asked):
+        got = self.db.get_many(asked)
+        expected = {key: self.model[key] for key in asked if key in self.model}
+        assert list(got) == list(expected)  # the order asked, each key once
+        for key, value in expected.items():
+            assert same(got[key], value), key
+
+    @rule(asked=st.lists(values, max_size=8))
+    def count_many(self, asked):
+        held = Counter(self.model.values())
+        assert self.db.count_many(asked) == {value: held[value] for value in asked}
+
     # -- checks at every step ----------------------------------------------------------
 
     @invariant()

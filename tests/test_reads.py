@@ -1,0 +1,193 @@
+"""get_many() and count_many(): what they answer, that one call reads one state of the store
+while another thread writes, and the memory-map option (Options.mmap_size)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import pytest
+
+import kvstore
+from kvstore import reads
+from kvstore.connection import DEFAULT_MMAP_SIZE, Options
+from tests.helpers import scaled
+
+
+@pytest.fixture
+def foods(db: kvstore.Store) -> kvstore.Store:
+    db.update({1: "apple", 2: "apple", "b": "pear", b"\x00": 7, 3: 2.5})
+    return db
+
+
+def test_get_many_answers_the_stored_keys_in_the_order_asked(foods):
+    assert foods.get_many([3, "missing", 1, b"\x00", "b"]) == {3: 2.5, 1: "apple", b"\x00": 7, "b": "pear"}
+    assert list(foods.get_many(["b", 1, 3])) == ["b", 1, 3]
+    assert foods.get_many(iter([2, 2, "b", 2])) == {2: "apple", "b": "pear"}  # any iterable; duplicates once
+    assert foods.get_many([]) == {}
+    assert foods.get_many(["1", b"1", -1]) == {}  # types are kept apart, as by get()
+
+
+def test_count_many_answers_every_value_asked(foods):
+    assert foods.count_many(["apple", "absent", 7, 2.5]) == {"apple": 2, "absent": 0, 7: 1, 2.5: 1}
+    assert foods.count_many([7.0, 7]) == {7.0: 1}  # one value, as in count() and in a dict
+    assert foods.count_many(["7", b"7"]) == {"7": 0, b"7": 0}
+    assert foods.count_many(iter([])) == {}
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, reads.BATCH - 1, reads.BATCH, reads.BATCH + 1, 3 * reads.BATCH + 5])
+def test_every_batch_size_agrees_with_get_and_count(db, n):
+    db.update((i, f"v{i % 7}") for i in range(0, 2 * n, 2))  # even keys only
+    asked = list(range(2 * n))[::-1]
+    assert db.get_many(asked) == {k: db.get(k) for k in asked if k in db}
+    values = [f"v{i}" for i in range(9)] * (n // 9 + 1)
+    assert db.count_many(values) == {v: db.count(v) for v in values}
+
+
+@pytest.mark.parametrize(
+    "bad, error",
+    [(None, TypeError), (1.5, TypeError), (True, TypeError), (2**63, OverflowError), ("\ud800", ValueError)],
+)
+def test_a_bad_key_or_value_raises_before_anything_is_read(foods, bad, error):
+    calls = []
+
+    def spy(*args):
+        calls.append(args)
+        return []
+
+    foods._batched = spy
+    with pytest.raises(error):
+        foods.get_many([1, bad])
+    with pytest.raises((TypeError, ValueError, OverflowError)):
+        foods.count_many(["apple", bad if bad != 1.5 else float("nan")])
+    assert calls == []
+
+
+def test_inside_a_transaction_they_see_its_writes(foods):
+    with foods.transaction():
+        foods[9] = "apple"
+        assert foods.get_many([9, 1]) == {9: "apple", 1: "apple"}
+        assert foods.count_many(["apple"]) == {"apple": 3}
+    assert foods.count("apple") == 3
+
+
+def test_a_closed_store_refuses_them(foods):
+    foods.close()
+    with pytest.raises(kvstore.Error, match="closed"):
+        foods.get_many([1])
+    with pytest.raises(kvstore.Error, match="closed"):
+        foods.count_many(["apple"])
+
+
+def test_one_call_reads_one_state_while_another_thread_writes(path):
+    """A writer thread moves every key from one generation's value to the next in single
+    transactions; each get_many() must see one generation for all keys, and count_many() the
+    whole store under one value, however many statements the call takes."""
+    n = 3 * reads.BATCH + 10  # several statements per call
+    with kvstore.open(path) as db:
+        db.update((k, "g0") for k in range(n))
+        stop = threading.Event()
+        generations = [0]
+
+        def writer() -> None:
+            with kvstore.open(path) as own:
+                while not stop.is_set():
+                    g = generations[0] + 1
+                    own.update((k, f"g{g}") for k in range(n))
+                    generations[0] = g
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        seen = set()
+        try:
+            deadline = time.monotonic() + scaled(3)
+            while time.monotonic() < deadline:
+                values = set(db.get_many(range(n)).values())
+                assert len(values) == 1, sorted(values)[:5]
+                seen |= values
+                g = generations[0]
+                asked = [f"g{i}" for i in range(max(0, g - 3), g + 3)]
+                counts = db.count_many(asked)
+                assert sorted(counts.values())[-1] == n and sum(counts.values()) == n, counts
+        finally:
+            stop.set()
+            thread.join()
+        assert len(seen) > 2  # the writer did commit meanwhile
+
+
+# -- the memory map ------------------------------------------------------------------------------
+
+
+def mmap_size_of(db: kvstore.Store) -> int:
+    with db._using() as conn:
+        return int(conn.execute("PRAGMA mmap_size").fetchone()[0])
+
+
+def test_mmap_size_is_applied_to_every_connection(path):
+    with kvstore.open(path) as db:
+        assert mmap_size_of(db) == min(DEFAULT_MMAP_SIZE, 0x7FFF0000)
+        assert DEFAULT_MMAP_SIZE == (1 << 30 if sys_is_64_bit() else 0)
+    with kvstore.open(path, mmap_size=0) as db:
+        db[1] = "a"
+        assert mmap_size_of(db) == 0
+        found = []
+        threading.Thread(target=lambda: found.append(mmap_size_of(db))).start()
+        while not found:
+            time.sleep(0.01)
+        assert found == [0]
+        assert db.get_many([1]) == {1: "a"}
+
+
+def sys_is_64_bit() -> bool:
+    import sys
+
+    return sys.maxsize > 2**32
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "1G", True, None])
+def test_mmap_size_must_be_whole_bytes(path, bad):
+    with pytest.raises(ValueError, match="mmap_size"):
+        Options(mmap_size=bad)
+    with pytest.raises(ValueError, match="mmap_size"):
+        kvstore.open(path, mmap_size=bad)
+
+
+def test_reads_through_the_map_see_other_connections_writes(path):
+    """SQLite remaps as the file grows: a reader with a map sees a writer's new pages."""
+    with kvstore.open(path) as reader:
+        assert reader.get(1) is None
+        other = sqlite3.connect(path)
+        other.executemany("INSERT INTO items VALUES (?, ?)", ((i, "x" * 200) for i in range(20_000)))
+        other.commit()
+        other.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        other.close()
+        assert reader.get(19_999) == "x" * 200
+        assert len(reader.get_many(range(20_000))) == 20_000
+
+
+def test_get_many_answers_with_the_keys_as_asked(db):
+    """A float key another program wrote equals the int asked for, as in get() and db[k]."""
+    with db._using() as conn:
+        conn.execute("INSERT INTO items VALUES (1.0, 'apple')")
+    assert db.get(1) == "apple"
+    got = db.get_many([1, 2])
+    assert got == {1: "apple"} and type(next(iter(got))) is int
+
+
+def test_a_read_leaves_no_read_transaction_open_even_where_a_key_repeats(path):
+    """The reused cursor must finish its statement: an open one would pin a snapshot (stale
+    reads on this connection, and no checkpoint can complete)."""
+    with kvstore.open(path) as db:
+        with db._using() as conn:  # another program recreated items without a primary key
+            conn.execute("DROP TABLE items")
+            conn.execute("CREATE TABLE items (key, value)")
+            conn.execute("INSERT INTO items VALUES (1, 'a'), (1, 'b')")
+        assert db.get(1) == "a"
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("INSERT INTO items VALUES (2, 'c')")
+            assert other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # not busy
+            assert db.get(2) == "c"
+        finally:
+            other.close()
