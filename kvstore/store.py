@@ -1,4 +1,4 @@
-"""The Store: a persistent MutableMapping whose count(value) is one primary-key lookup.
+"""The Store: a persistent MutableMapping whose count(value) is one index lookup.
 
 This module holds the public surface (opening, the mapping, counting, upkeep); the plumbing
 is elsewhere: kvstore.session (calls, transactions, paging), kvstore.bulk (update() and its
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from kvstore import files, ranges, sql
 from kvstore.connection import MEMORY, Options, connect
-from kvstore.constants import VALUE_INDEX
+from kvstore.constants import COUNTS_INDEX, KEY_INDEX, VALUE_INDEX
 from kvstore.errors import Error
 from kvstore.migrate import ensure_schema
 from kvstore.files import initialize
@@ -262,7 +262,7 @@ class Store(BulkWrites, MutableMapping):  # type: ignore[type-arg]
     def count(self, value: Value, strategy: Strategy = "counts") -> int:
         """How many keys hold ``value`` (0 if none).
 
-        ``counts`` (default) is one primary-key lookup in the maintained counts table;
+        ``counts`` (default) is one index lookup in the maintained counts table;
         ``group_by`` aggregates over the value index; ``scan`` reads every row. All three
         give the same answer; the last two exist to show what the counts table saves.
         Values compare as in Python: 1 and 1.0 are the same value, '1' and b'1' are not.
@@ -336,17 +336,20 @@ class Store(BulkWrites, MutableMapping):  # type: ignore[type-arg]
         return upkeep.problems(conn)
 
     def stats(self) -> dict[str, dict[str, int]]:
-        """Rows and bytes on disk of ``items``, its value index and ``counts`` (from ``dbstat``)."""
+        """Rows and bytes on disk of ``items``, its value index and ``counts`` (from ``dbstat``).
+
+        ``items`` includes its key index and ``counts`` the index that finds a value's row.
+        """
         with self._snapshot() as conn:
-            sizes = dict(conn.execute(sql.SIZES, ("items", VALUE_INDEX, "counts")))
+            sizes = dict(conn.execute(sql.SIZES, ("items", KEY_INDEX, VALUE_INDEX, "counts", COUNTS_INDEX)))
             (rows,) = conn.execute(sql.ITEM_ROWS).fetchone()
             (value_rows,) = conn.execute(sql.VALUE_ROWS).fetchone()
             (page_count,) = conn.execute("PRAGMA page_count").fetchone()
             (page_size,) = conn.execute("PRAGMA page_size").fetchone()
         return {
-            "items": {"rows": rows, "bytes": sizes.get("items", 0)},
+            "items": {"rows": rows, "bytes": sizes.get("items", 0) + sizes.get(KEY_INDEX, 0)},
             "value_index": {"rows": rows, "bytes": sizes.get(VALUE_INDEX, 0)},
-            "counts": {"rows": value_rows, "bytes": sizes.get("counts", 0)},
+            "counts": {"rows": value_rows, "bytes": sizes.get("counts", 0) + sizes.get(COUNTS_INDEX, 0)},
             "file": {"rows": rows, "bytes": page_count * page_size},
         }
 
