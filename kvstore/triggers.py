@@ -86,8 +86,10 @@ def head(x: str) -> str:
     """SQL for what the value indexes hold of value ``x``: ``x`` itself, or a prefix of a long one.
 
     Built-in functions only, so any SQLite client (the ``sqlite3`` shell too) can write the
-    tables. The byte length (``CAST ... AS BLOB``) decides, because ``length()`` and
-    ``substr()`` of a text stop at its first NUL character while comparisons do not. A number
+    tables. A short value is held whole, so the index alone decides equality for it (a prefix
+    would not do: ``substr()`` of a text stops at its first NUL character, comparisons do
+    not). The byte length (``CAST ... AS BLOB``) decides what is short, because ``length()``
+    of a text also stops at a NUL: a long text with an early NUL would be held whole. A number
     stays itself, so 1 and 1.0, and 0 and -0.0, stay one value as the ``=`` operator has them.
     Text as SQLAlchemy renders the same expression (tests/test_schema.py checks), so that
     SQLite matches the indexes' expressions with these.

@@ -19,6 +19,9 @@ Create Date: 2026-11-26
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -101,28 +104,25 @@ def downgrade() -> None:
         op.execute(ddl)
 
 
-class _items_rebuilt:  # noqa: N801 - used as a context manager, named like one
-    """Move ``items`` aside as the block's target (the block creates and fills the new one);
-    afterwards drop the old table and recreate the indexes and triggers that another program
-    had attached to items (kvstore's own triggers are dropped beforehand)."""
-
-    def __enter__(self) -> str:
-        conn = op.get_bind()
-        self.kept = [text for (text,) in conn.exec_driver_sql(
-            "SELECT sql FROM sqlite_master WHERE type IN ('index', 'trigger') AND sql IS NOT NULL "
-            "AND lower(tbl_name) = 'items' AND lower(name) <> 'ix_items_value'"
-        )]
-        (self.legacy,) = conn.exec_driver_sql("PRAGMA legacy_alter_table").one()
-        # Legacy renaming leaves views and other tables' triggers naming "items" as they are:
-        # they name the new table afterwards.
-        conn.exec_driver_sql("PRAGMA legacy_alter_table = ON")
+@contextmanager
+def _items_rebuilt() -> Iterator[str]:
+    """Move ``items`` aside; the block creates and fills the new one from the old table, whose
+    name it gets. Afterwards drop the old table and recreate the indexes and triggers another
+    program had attached to items (kvstore's own triggers are dropped beforehand)."""
+    conn = op.get_bind()
+    kept = [text for (text,) in conn.exec_driver_sql(
+        "SELECT sql FROM sqlite_master WHERE type IN ('index', 'trigger') AND sql IS NOT NULL "
+        "AND lower(tbl_name) = 'items' AND lower(name) <> 'ix_items_value'"
+    )]
+    (legacy,) = conn.exec_driver_sql("PRAGMA legacy_alter_table").one()
+    # Legacy renaming leaves views and other tables' triggers that name "items" as they are:
+    # afterwards they name the new table.
+    conn.exec_driver_sql("PRAGMA legacy_alter_table = ON")
+    try:
         conn.exec_driver_sql(f"ALTER TABLE items RENAME TO {_OLD_ITEMS}")
-        return _OLD_ITEMS
-
-    def __exit__(self, *exc: object) -> None:
-        conn = op.get_bind()
-        conn.exec_driver_sql(f"PRAGMA legacy_alter_table = {int(self.legacy)}")
-        if exc[0] is None:
-            conn.exec_driver_sql(f"DROP TABLE {_OLD_ITEMS}")
-            for text in self.kept:
-                conn.exec_driver_sql(text)
+    finally:
+        conn.exec_driver_sql(f"PRAGMA legacy_alter_table = {int(legacy)}")
+    yield _OLD_ITEMS
+    conn.exec_driver_sql(f"DROP TABLE {_OLD_ITEMS}")
+    for text in kept:
+        conn.exec_driver_sql(text)
