@@ -118,7 +118,7 @@ def test_the_command_line_says_it_is_upgrading(tmp_path):
 
 def test_sigkill_half_way_through_the_upgrade_leaves_revision_two_and_a_later_open_completes_it(tmp_path):
     path = str(tmp_path / "killed.db")
-    n = scaled(200_000, 100_000)
+    n = scaled(100_000, 60_000)
     small = VALUES[:-1]
     revision_two_file(path, [(i, small[i % len(small)] if i % 7 else f"v{i}") for i in range(n)])
     before_master, before_counts = master(path), recount(path)

@@ -75,11 +75,20 @@ def measure_one(path: str, size: int, count: int, distinct: bool, how: str) -> d
     }
 
 
-def measure_space(folder: str, sizes: tuple[int, ...] = SIZES, total: int = 24 << 20,
+def step_labels(sizes: tuple[int, ...] | None = None) -> list[str]:
+    """The labels :func:`measure_space` calls ``step`` with, in order."""
+    return [f"space {size:,} B" for size in (SIZES if sizes is None else sizes)]
+
+
+def measure_space(folder: str, sizes: tuple[int, ...] | None = None, total: int = 24 << 20,
                   step: Step = lambda label: None) -> list[dict[str, Any]]:
-    """One row per (value size, repeated/distinct, update/set): file ÷ logical bytes."""
+    """One row per (value size, repeated/distinct, update/set): file ÷ logical bytes.
+
+    ``sizes``: value sizes in bytes (default :data:`SIZES`); ``total``: bytes of values per
+    store (at least twelve values each).
+    """
     rows = []
-    for size in sizes:
+    for size in SIZES if sizes is None else sizes:
         count = max(REPEATED_DISTINCT * 2, total // size)
         for distinct in (False, True):
             for how in ("update", "set"):
