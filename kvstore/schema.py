@@ -132,29 +132,50 @@ for _ddl in triggers.CURRENT:
     sa.event.listen(displaced, "after_create", sa.DDL(_ddl))  # type: ignore[no-untyped-call]
 
 
-def _recount() -> str:
-    """``SELECT value, count(*) FROM items GROUP BY value``, through the value index.
-
-    A plain GROUP BY value would sort every row, since no index holds whole values. This walks
-    the index's distinct (head, size) pairs with a recursive skip-scan (one index seek per
-    pair); a short value's group is counted from the index alone (its head is the value), a
-    long one's rows are read and grouped by their full value. NULL values (possible only in an
-    items table another program recreated) are left out: counts.value cannot hold them.
-    """
+def _groups(limit: str = "") -> str:
+    """A recursive CTE ``g(p, s)`` of the value index's distinct (head, size) pairs, in index
+    order, found by a skip-scan: one index seek per pair (at most ``limit`` pairs)."""
     p, s, pi, si = head_sql("value"), size_sql("value"), head_sql("i.value"), size_sql("i.value")
     return f"""WITH RECURSIVE g(p, s) AS (
     SELECT * FROM (SELECT {p}, {s} FROM items WHERE {p} IS NOT NULL ORDER BY {p}, {s} LIMIT 1)
     UNION ALL
     SELECT {pi}, {si} FROM g JOIN items AS i ON i.rowid = coalesce(
         (SELECT rowid FROM items WHERE {p} = g.p AND {s} > g.s ORDER BY {s} LIMIT 1),
-        (SELECT rowid FROM items WHERE {p} > g.p ORDER BY {p}, {s} LIMIT 1))
-)
+        (SELECT rowid FROM items WHERE {p} > g.p ORDER BY {p}, {s} LIMIT 1)){limit}
+)"""
+
+
+def _recount() -> str:
+    """``SELECT value, count(*) FROM items GROUP BY value`` for few distinct values.
+
+    A plain GROUP BY value would sort every row, since no index holds whole values. This walks
+    the value index's distinct (head, size) pairs (:func:`_groups`); a short value's group is
+    counted from the index alone (its head is the value), a long one's rows are read and
+    grouped by their full value. NULL values (possible only in an items table another program
+    recreated) are left out: counts.value cannot hold them.
+    """
+    p, s, pi, si = head_sql("value"), size_sql("value"), head_sql("i.value"), size_sql("i.value")
+    return f"""{_groups()}
 SELECT p, (SELECT count(*) FROM items WHERE {p} = g.p AND {s} = 0) FROM g WHERE s = 0
 UNION ALL
 SELECT i.value, count(*) FROM g JOIN items AS i ON {pi} = g.p AND {si} = g.s WHERE g.s > 0 GROUP BY i.value"""
 
 
-_RECOUNT = _recount()
+def _recount_scan() -> str:
+    """The same recount for many distinct values: one pass over the value index.
+
+    Short values are grouped in index order as they stream by (no sort); long ones are read and
+    grouped by their full value. Costs about the same whatever the number of distinct values,
+    where :func:`_recount` costs one seek per distinct value (measured at 1M items: 0.4 s
+    against 0.1 s for 6 values, 2.8 s against 6.2 s for 1M distinct values).
+    """
+    p, s = head_sql("value"), size_sql("value")
+    return f"""SELECT {p}, count(*) FROM items WHERE {p} IS NOT NULL AND {s} = 0 GROUP BY {p}, {s}
+UNION ALL
+SELECT value, count(*) FROM items WHERE {p} IS NOT NULL AND {s} > 0 GROUP BY value"""
+
+
+_RECOUNT, _RECOUNT_SCAN = _recount(), _recount_scan()
 
 
 def hot_statements() -> dict[str, str]:
@@ -235,8 +256,14 @@ def hot_statements() -> dict[str, str]:
         .order_by(by_key),
         # NULL values (only an items table recreated without NOT NULL can hold them) cannot be
         # counted: counts.value is NOT NULL. verify() lists such rows instead.
+        # Recounting: the skip-scan for few distinct values, the scan for many; RECOUNT_GROUPS
+        # counts the distinct (head, size) pairs up to ?1 to choose (kvstore.upkeep.recount_sql).
         "RECOUNT": sa.text(_RECOUNT),
         "REBUILD_COUNTS": sa.text(f"INSERT INTO counts (value, n) {_RECOUNT}"),
+        "RECOUNT_SCAN": sa.text(_RECOUNT_SCAN),
+        "REBUILD_COUNTS_SCAN": sa.text(f"INSERT INTO counts (value, n) {_RECOUNT_SCAN}"),
+        "RECOUNT_GROUPS": sa.text(f"{_groups(' LIMIT ?1')}\nSELECT count(*) FROM g"),
+        "ROWID_BOUND": sa.text("SELECT max(rowid) FROM items"),
         # stats(): bytes per b-tree from the dbstat virtual table, and row counts.
         "SIZES": sa.text("SELECT name, sum(pgsize) FROM dbstat WHERE name IN (?, ?, ?, ?, ?) GROUP BY name"),
         "ITEM_ROWS": sa.select(sa.func.count()).select_from(items),

@@ -366,3 +366,21 @@ END""")
     assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'audit_items'").fetchone() == (1,)
     assert conn.execute("SELECT count(*) FROM audit").fetchone() == (1,)
     conn.close()
+
+
+def test_recount_takes_the_skip_scan_for_few_values_and_the_scan_for_many(tmp_path: Path) -> None:
+    """Both recounts agree with a GROUP BY; verify() and the bulk path pick by a bounded probe."""
+    for distinct, wanted in ((6, sql.RECOUNT), (3000, sql.RECOUNT_SCAN)):
+        path = str(tmp_path / f"{distinct}.db")
+        with kvstore.open(path) as db:
+            db.update((i, f"v{i % distinct}" if i % 3 else f"v{i % distinct}" + "x" * 40) for i in range(6000))
+        conn = sqlite3.connect(path)
+        truth = dict(conn.execute("SELECT value, count(*) FROM items GROUP BY value"))
+        assert upkeep.recount_statements(conn)[0] == wanted
+        for statement in (sql.RECOUNT, sql.RECOUNT_SCAN):
+            rows = conn.execute(statement).fetchall()
+            assert dict(rows) == truth and len(rows) == len(truth)
+        conn.close()
+    conn = sqlite3.connect(":memory:")  # an items table without rowids can only be scanned
+    conn.execute("CREATE TABLE items (key PRIMARY KEY, value) WITHOUT ROWID")
+    assert upkeep.recount_statements(conn) == (sql.RECOUNT_SCAN, sql.REBUILD_COUNTS_SCAN)
