@@ -3,7 +3,7 @@
     import kvstore
     with kvstore.open("foods.db") as db:
         db[42] = "apple"
-        db.count("apple")   # 1: one primary-key lookup, however many items there are
+        db.count("apple")   # 1: one index lookup, however many items there are
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import sqlite3
 
-from kvstore import sql, triggers
+from kvstore import sql, triggers, upkeep
 from kvstore.session import Session
 from kvstore.validate import Value, check_pair
 
@@ -127,7 +127,7 @@ class BulkWrites(Session):
     def _rebuild_counts(self, conn: sqlite3.Connection) -> None:
         """Recompute counts from items and (re)create the triggers; caller holds a transaction."""
         conn.execute(sql.CLEAR_COUNTS)
-        conn.execute(sql.REBUILD_COUNTS)
+        conn.execute(upkeep.recount_statements(conn)[1])
         conn.execute(sql.CLEAR_DISPLACED)
         triggers.create(conn)
 

@@ -8,6 +8,7 @@ upgrading imports both.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import time
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 from kvstore.constants import APPLICATION_ID, HEAD_REVISION, KNOWN_REVISIONS  # noqa: F401 (re-exported)
+
+log = logging.getLogger(__name__)
+"""Says when a file is being upgraded (INFO), since that can take a while."""
 
 
 def ensure_schema(path: str, options: Options) -> None:
@@ -63,7 +67,7 @@ def ensure_schema(path: str, options: Options) -> None:
             )
         with _connected(path, options) as conn:
             if revision != HEAD_REVISION:
-                _run_alembic(conn, path, lambda cfg, command, current: command.upgrade(cfg, "head"))
+                _run_alembic(conn, path, lambda cfg, command, current: _upgrade(conn, path, command, cfg, current))
             # WAL lets readers run beside one writer; the mode is stored in the file.
             _switch_to_wal(conn, options.timeout)
 
@@ -150,10 +154,10 @@ def migrate(path: str, revision: str, options: Options) -> None:
     with _connected(path, replace(options, readonly=True)) as conn:
         _read_revision(conn, path)  # refuse a foreign file before opening it for writing
     with _connected(path, options) as conn:
-        _run_alembic(conn, path, lambda cfg, command, current: _move(command, cfg, current, revision))
+        _run_alembic(conn, path, lambda cfg, command, current: _move(conn, path, command, cfg, current, revision))
 
 
-def _move(command: Any, cfg: Any, current: str | None, target: str) -> None:
+def _move(conn: sqlite3.Connection, path: str, command: Any, cfg: Any, current: str | None, target: str) -> None:
     revisions = (None, *KNOWN_REVISIONS)
     if target == "head":
         target = HEAD_REVISION
@@ -161,9 +165,23 @@ def _move(command: Any, cfg: Any, current: str | None, target: str) -> None:
         raise MigrationError(f"unknown revision {target!r}; known: base, {', '.join(KNOWN_REVISIONS)}")
     goal = None if target == "base" else target
     if revisions.index(goal) >= revisions.index(current):
-        command.upgrade(cfg, target)
+        _upgrade(conn, path, command, cfg, current, target)
     else:
         command.downgrade(cfg, target)
+
+
+def _upgrade(conn: sqlite3.Connection, path: str, command: Any, cfg: Any, current: str | None,
+             target: str = HEAD_REVISION) -> None:
+    """Upgrade, first saying so on the ``kvstore.migrate`` logger (the CLI shows it on stderr).
+
+    Revision 0003 copies every row, which takes seconds per million items, so whoever waits
+    should know why. Silent in a library unless its host configures logging.
+    """
+    if current != target and log.isEnabledFor(logging.INFO):
+        has_items = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'items'").fetchone()
+        (items,) = conn.execute("SELECT count(*) FROM items").fetchone() if has_items else (0,)
+        log.info("upgrading %s to revision %s (%s items)…", path, target, f"{items:,}")
+    command.upgrade(cfg, target)
 
 
 def _read_revision(conn: sqlite3.Connection, path: str) -> str | None:

@@ -15,8 +15,9 @@ paid once per batch instead of once per key. get_many() joins a ``VALUES`` list 
 to ``items``, the list as the outer loop (``CROSS JOIN`` makes SQLite keep that order), so rows
 come back in the order asked, each repeat of a key again (the dict keeps the first), each with
 the key as asked (an int 1 even where another program stored the float 1.0). count_many()
-asks ``value IN (...)``: SQLite first puts the list into a temporary index, so a value asked
-many times (a few foods among thousands of questions) is looked up once.
+runs count()'s own statement once per distinct value asked, on this thread's cursor inside the
+one read transaction: ``counts`` is searched through its index on a bounded head of the value
+(schema revision 0003), which a ``value IN (...)`` list or a join on ``value`` cannot use.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ repeating an argument, so at most nine statement texts exist and all stay prepar
 # checks that get_many()/count_many() agree with get()/count() on every step.
 _GET_MANY = ('WITH asked(key) AS (VALUES {}) '
              'SELECT asked.key, items.value FROM asked CROSS JOIN items ON items."key" = asked.key')
-_COUNT_MANY = "SELECT counts.value, counts.n FROM counts WHERE counts.value IN ({})"
 
 
 def _statements(template: str, parameter: str) -> dict[int, str]:
@@ -54,7 +54,6 @@ def _statements(template: str, parameter: str) -> dict[int, str]:
 
 
 _GET_MANY_SQL = _statements(_GET_MANY, "(?)")
-_COUNT_MANY_SQL = _statements(_COUNT_MANY, "?")
 
 
 class Reads(Session):
@@ -146,7 +145,14 @@ class Reads(Session):
         value, as in count() and in a dict: the first spelling asked is the key.
         """
         asked = [check_value(value) for value in values]
-        found = dict(self._batched(_COUNT_MANY_SQL, asked))
+        found: dict[Value, int] = {}
+        if asked:
+            with self._snapshot() as conn:
+                cursor = self._cursor(conn)
+                for value in dict.fromkeys(asked):  # each distinct value once (1 and 1.0 are one)
+                    rows = cursor.execute(sql.COUNT, (value,)).fetchall()
+                    if rows:
+                        found[value] = int(rows[0][0])
         return {value: found.get(value, 0) for value in asked}
 
     def _batched(self, statements: dict[int, str], args: list[Any]) -> list[tuple[Any, Any]]:

@@ -1,4 +1,4 @@
-"""The Store: a persistent MutableMapping whose count(value) is one primary-key lookup.
+"""The Store: a persistent MutableMapping whose count(value) is one index lookup.
 
 This module holds the public surface (opening, the mapping, counting, upkeep); the plumbing
 is elsewhere: kvstore.session (calls, transactions, paging), kvstore.reads (get(), count() and
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from kvstore import connection, files, ranges, sql
 from kvstore.connection import DEFAULT_MMAP_SIZE, MEMORY, Options, connect
-from kvstore.constants import VALUE_INDEX
+from kvstore.constants import COUNTS_INDEX, KEY_INDEX, VALUE_INDEX
 from kvstore.errors import Error
 from kvstore.migrate import ensure_schema
 from kvstore.files import initialize
@@ -310,17 +310,20 @@ class Store(BulkWrites, Reads, MutableMapping):  # type: ignore[type-arg]
         return upkeep.problems(conn)
 
     def stats(self) -> dict[str, dict[str, int]]:
-        """Rows and bytes on disk of ``items``, its value index and ``counts`` (from ``dbstat``)."""
+        """Rows and bytes on disk of ``items``, its value index and ``counts`` (from ``dbstat``).
+
+        ``items`` includes its key index and ``counts`` the index that finds a value's row.
+        """
         with self._snapshot() as conn:
-            sizes = dict(conn.execute(sql.SIZES, ("items", VALUE_INDEX, "counts")))
+            sizes = dict(conn.execute(sql.SIZES, ("items", KEY_INDEX, VALUE_INDEX, "counts", COUNTS_INDEX)))
             (rows,) = conn.execute(sql.ITEM_ROWS).fetchone()
             (value_rows,) = conn.execute(sql.VALUE_ROWS).fetchone()
             (page_count,) = conn.execute("PRAGMA page_count").fetchone()
             (page_size,) = conn.execute("PRAGMA page_size").fetchone()
         return {
-            "items": {"rows": rows, "bytes": sizes.get("items", 0)},
+            "items": {"rows": rows, "bytes": sizes.get("items", 0) + sizes.get(KEY_INDEX, 0)},
             "value_index": {"rows": rows, "bytes": sizes.get(VALUE_INDEX, 0)},
-            "counts": {"rows": value_rows, "bytes": sizes.get("counts", 0)},
+            "counts": {"rows": value_rows, "bytes": sizes.get("counts", 0) + sizes.get(COUNTS_INDEX, 0)},
             "file": {"rows": rows, "bytes": page_count * page_size},
         }
 

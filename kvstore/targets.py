@@ -1,8 +1,9 @@
 """Measure kvstore's performance targets at full size and print one table.
 
-    python -m kvstore.targets                 # 1M items, 10M reads, 5M-pair RSS run: ~10-15 minutes
+    python -m kvstore.targets                 # 1M items, 10M reads, 5M-pair RSS run, space: ~10-15 minutes
     python -m kvstore.targets --n 100k --rss-n 500k --reads-n 1M --repeat 2   # a quicker look
     python -m kvstore.targets --reads-file big.db   # reuse a store of pairs 0..N built before
+    python -m kvstore.targets --space-mb 0    # without the large-value space section
     python -m kvstore.targets --json > targets.json
 
 Ratios are kvstore / raw sqlite3 doing the same work on the same file in the same run
@@ -28,6 +29,7 @@ import click
 
 from kvstore import bench
 from kvstore.bench import reads
+from kvstore.bench.space import measure_space
 from kvstore.units import format_duration, format_size
 
 # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the parent across exec.
@@ -78,10 +80,12 @@ def _verdict(met: bool | None) -> str:
 @click.option("--budget", type=float, default=1.0, show_default=True, help="Seconds per latency comparison.")
 @click.option("--runs", type=int, default=9, show_default=True, help="Fresh processes per wall-time target.")
 @click.option("--dir", "folder", type=click.Path(file_okay=False), help="Scratch folder [default: a temporary one].")
+@click.option("--space-mb", type=float, default=24.0, show_default=True,
+              help="MiB of values per store in the space section (0 skips it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
 def main(size: str, rss_n: str, reads_n: str, reads_file: str | None, repeat: int, budget: float, runs: int,
-         folder: str | None, as_json: bool) -> None:
-    """Measure every performance target (ratios against raw sqlite3, RSS, start-up) in one table."""
+         folder: str | None, space_mb: float, as_json: bool) -> None:
+    """Measure every performance target (ratios against raw sqlite3, RSS, start-up, space) in one table."""
     from tabulate import tabulate
 
     (n,) = bench.parse_sizes(size)
@@ -155,6 +159,30 @@ def main(size: str, rss_n: str, reads_n: str, reads_file: str | None, repeat: in
             }
         )
         step("rss")
+        rows.append(
+            {
+                "target": f"space: file per item, {space['rows']:,} items of six foods (seed-style store)",
+                "kvstore": f"{space['file_bytes'] / space['rows']:.1f} B",
+                "raw sqlite3": "",
+                "ratio": "",
+                "goal": "≤ 50 B",
+                "met": space["file_bytes"] / space["rows"] <= 50,
+                "detail": space,
+            }
+        )
+        large = measure_space(folder, total=int(space_mb * (1 << 20)), step=step) if space_mb > 0 else []
+        for r in large:
+            rows.append(
+                {
+                    "target": f"space: {r['items']:,} {r['values']} values of {format_size(r['value_bytes'])}, by {r['load']}()",
+                    "kvstore": f"{format_size(r['file_bytes'])} file",
+                    "raw sqlite3": f"({format_size(r['logical_bytes'])} data)",
+                    "ratio": f"{r['ratio']:.2f}×",
+                    "goal": f"≤ {r['goal']}×",
+                    "met": r["met"],
+                    "detail": r,
+                }
+            )
     finally:
         files.cleanup()
         if own:

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 import kvstore
 from kvstore import bench
+from kvstore.bench import space as large_values
 from kvstore.bench.peers import Peer
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
@@ -117,6 +118,27 @@ def test_progress_is_called_once_per_planned_step_in_order(tmp_path: Path):
     seen.clear()
     bench.run([300], folder=str(tmp_path), budget_s=0.002, repeat=1, peers=[], merge=False, progress=seen.append)
     assert seen == bench.plan([300], [], merge=False) and len(seen) == 8
+
+
+def test_large_values_report_file_over_data_for_both_load_paths(tmp_path: Path, monkeypatch):
+    """--large-values: one row per value size, repeated/distinct and update()/set(), in the
+    table and the JSON, each step on the progress bar (sizes made small here)."""
+    monkeypatch.setattr(large_values, "SIZES", (1000, 5000))
+    seen: list[str] = []
+    report = bench.run([300], folder=str(tmp_path), budget_s=0.002, repeat=1, peers=[], merge=False,
+                       large_values=0.2, progress=seen.append)
+    assert seen == bench.plan([300], [], merge=False, large_values=0.2) and seen[-2:] == ["space 1,000 B", "space 5,000 B"]
+    rows = report["large_values"]
+    assert [(r["value_bytes"], r["values"], r["load"]) for r in rows] == [
+        (size, kind, how) for size in (1000, 5000) for kind in ("repeated", "distinct") for how in ("update", "set")]
+    for r in rows:
+        assert r["logical_bytes"] == r["items"] * (8 + r["value_bytes"]) and r["items"] >= 12
+        assert r["ratio"] == r["file_bytes"] / r["logical_bytes"] > 1 and r["met"] == (r["ratio"] <= r["goal"])
+    assert "Large values: file" in bench.render_table(report)
+    result = CliRunner().invoke(bench.command, ["--quick", "--no-peers", "--no-merge", "--large-values", "0.2", "--json",
+                                                "--dir", str(tmp_path / "cli")])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["large_values"]) == 8
 
 
 def test_a_missing_peer_is_skipped_with_its_reason(tmp_path: Path, monkeypatch):

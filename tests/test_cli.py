@@ -258,12 +258,21 @@ def test_verify_and_repair(foods):
     assert ok("verify", foods) == "OK: counts are exact (5 items, 4 values).\n"
 
 
+def upgrades(*args: str, items: int) -> str:
+    """Run a command that upgrades DB: it says so on stderr first (an upgrade can take long); its stdout."""
+    result = run(*args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert result.stderr == f"upgrading {args[1]} to revision 0003 ({items} items)…\n"
+    return result.stdout
+
+
 def test_migrate_down_and_up(foods):
-    assert ok("migrate", foods) == f"{foods}: at revision 0002 (head); nothing to do.\n"
-    assert ok("migrate", foods, "--to", "0001") == f"{foods}: migrated from revision 0002 (head) to 0001.\n"
-    assert ok("migrate", foods) == f"{foods}: migrated from revision 0001 to 0002 (head).\n"
+    assert ok("migrate", foods) == f"{foods}: at revision 0003 (head); nothing to do.\n"
+    assert ok("migrate", foods, "--to", "0002") == f"{foods}: migrated from revision 0003 (head) to 0002.\n"
+    assert ok("migrate", foods, "--to", "0001") == f"{foods}: migrated from revision 0002 to 0001.\n"
+    assert upgrades("migrate", foods, items=5) == f"{foods}: migrated from revision 0001 to 0003 (head).\n"
     assert ok("count", foods, "apple") == "2\n"
-    assert "'zz' is not a revision kvstore knows; use one of: head, base, 0001, 0002" in fails(
+    assert "'zz' is not a revision kvstore knows; use one of: head, base, 0001, 0002, 0003" in fails(
         "migrate", foods, "--to", "zz", code=2)
 
 
@@ -271,8 +280,8 @@ def test_migrate_to_base_needs_yes(foods):
     assert "pass --yes" in fails("migrate", foods, "--to", "base")
     assert ok("count", foods, "apple") == "2\n"
     assert ok("migrate", foods, "--to", "base", "--yes") == (
-        f"{foods}: migrated from revision 0002 (head) to base (empty schema).\n")
-    assert ok("migrate", foods) == f"{foods}: migrated from revision base (empty schema) to 0002 (head).\n"
+        f"{foods}: migrated from revision 0003 (head) to base (empty schema).\n")
+    assert upgrades("migrate", foods, items=0) == f"{foods}: migrated from revision base (empty schema) to 0003 (head).\n"
 
 
 # -- load ---------------------------------------------------------------------------------------

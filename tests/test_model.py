@@ -27,11 +27,16 @@ keys = st.one_of(
     st.sampled_from([b"a", b"", b"\x00\xff"]),
     st.sampled_from([-(2**63), 2**63 - 1]),
 )
+# Values longer than the value indexes' prefix (32 bytes), sharing it, of equal lengths, as text
+# and as bytes, with a NUL inside (where SQLite's length() and substr() of a text stop).
+LONG = "p" * 32
 values = st.one_of(
     st.sampled_from(["x", "y", "1", "", "ünï"]),
     st.integers(-2, 2),
     st.sampled_from([1.0, 2.5, -0.0, float("inf"), float("-inf")]),
     st.sampled_from([b"x", b"1", b""]),
+    st.sampled_from([LONG, LONG + "a", LONG + "b", LONG + "ab", LONG.encode() + b"a", "a\x00" + LONG, "a\x00b" + LONG,
+                     "é" * 16, "é" * 17]),
 )
 bad_keys = st.one_of(
     st.none(), st.booleans(), st.floats(), st.integers(min_value=2**63), st.just("\ud800"),

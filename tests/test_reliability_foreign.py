@@ -273,12 +273,18 @@ def test_damage_is_reported_by_verify_and_fixed_by_repair(tmp_path: Path, damage
 
 def test_stale_trigger_bookkeeping_rows_do_not_change_counts(tmp_path: Path) -> None:
     """Junk left in items_displaced (a crash cannot leave any; a hand edit can) is harmless:
-    every trigger refreshes the row it reads first."""
+    every BEFORE trigger empties the table first, and an AFTER trigger acts only on notes its own
+    statement's BEFORE trigger wrote."""
     path = str(tmp_path / "stale.db")
     seeded(path)
     conn = raw(path)
-    conn.execute("INSERT INTO items_displaced SELECT key, 'stale' FROM items")
-    conn.execute("INSERT INTO items_displaced VALUES ('nokey', 'stale')")
+    for how in ("k", "r", "u"):  # notes of every kind, pointing at live rows and a live count
+        conn.execute("DELETE FROM items_displaced")
+        conn.execute(f"INSERT INTO items_displaced SELECT rowid, (SELECT max(rowid) FROM counts), '{how}' FROM items")
+        conn.execute(f"INSERT INTO items_displaced VALUES (1000000, NULL, '{how}')")
+        conn.execute("UPDATE items SET value = 'stale' WHERE rowid = (SELECT min(rowid) FROM items)")
+        conn.execute("UPDATE items SET value = 'fresh' WHERE rowid = (SELECT min(rowid) FROM items)")
+    conn.execute("INSERT INTO items_displaced SELECT rowid, (SELECT max(rowid) FROM counts), 'u' FROM items")
     rng = random.Random(3)
     with kvstore.open(path) as db:
         for _ in range(300):

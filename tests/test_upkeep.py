@@ -102,7 +102,7 @@ def test_model_definitions_are_what_a_new_file_holds(path: str, conn: sqlite3.Co
     master = dict(conn.execute("SELECT name, sql FROM sqlite_master"))
     assert master["items"] == sql.ITEMS_TABLE and master["counts"] == sql.COUNTS_TABLE
     assert master["items_displaced"] == sql.DISPLACED_TABLE
-    assert master["ix_items_value"] == sql.VALUE_INDEX
+    assert master["ix_items_value"] == sql.VALUE_INDEX and master["ix_counts_value"] == sql.COUNTS_INDEX
     assert [master[name] for name in TRIGGERS] == list(triggers.CURRENT)
 
 
@@ -132,6 +132,20 @@ def test_dropped_counts(path: str, conn: sqlite3.Connection) -> None:
     with kvstore.open(path) as db, pytest.raises(kvstore.Error, match="no such table"):
         db["x"] = "red"  # the triggers need it
     check(path, {"counts"}, "table is missing", "repair() recreates it")
+
+
+def test_dropped_counts_index(path: str, conn: sqlite3.Connection) -> None:
+    conn.execute("DROP INDEX ix_counts_value")
+    with kvstore.open(path) as db:
+        assert db.count("red") == 11  # still right, reading all of counts
+    check(path, {"ix_counts_value"}, "index on counts.value is missing", "repair() recreates it")
+
+
+def test_a_second_counts_row_for_a_value(path: str, conn: sqlite3.Connection) -> None:
+    """No constraint keeps counts to one row per value (revision 0003: a rowid table found
+    through an index on a bounded head of the value), so a hand-written second row is a problem."""
+    conn.execute("INSERT INTO counts (value, n) VALUES ('red', 7)")
+    check(path, {"counts"}, "more than one row for the value 'red'", "repair() recounts it")
 
 
 @pytest.mark.parametrize("definition", [
@@ -352,3 +366,21 @@ END""")
     assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'audit_items'").fetchone() == (1,)
     assert conn.execute("SELECT count(*) FROM audit").fetchone() == (1,)
     conn.close()
+
+
+def test_recount_takes_the_skip_scan_for_few_values_and_the_scan_for_many(tmp_path: Path) -> None:
+    """Both recounts agree with a GROUP BY; verify() and the bulk path pick by a bounded probe."""
+    for distinct, wanted in ((6, sql.RECOUNT), (3000, sql.RECOUNT_SCAN)):
+        path = str(tmp_path / f"{distinct}.db")
+        with kvstore.open(path) as db:
+            db.update((i, f"v{i % distinct}" if i % 3 else f"v{i % distinct}" + "x" * 40) for i in range(6000))
+        conn = sqlite3.connect(path)
+        truth = dict(conn.execute("SELECT value, count(*) FROM items GROUP BY value"))
+        assert upkeep.recount_statements(conn)[0] == wanted
+        for statement in (sql.RECOUNT, sql.RECOUNT_SCAN):
+            rows = conn.execute(statement).fetchall()
+            assert dict(rows) == truth and len(rows) == len(truth)
+        conn.close()
+    conn = sqlite3.connect(":memory:")  # an items table without rowids can only be scanned
+    conn.execute("CREATE TABLE items (key PRIMARY KEY, value) WITHOUT ROWID")
+    assert upkeep.recount_statements(conn) == (sql.RECOUNT_SCAN, sql.REBUILD_COUNTS_SCAN)

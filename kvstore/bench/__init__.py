@@ -9,7 +9,8 @@ the median (p50) or 99th percentile (p99) of the per-operation time of those bat
 
 The references, operation by operation:
 
-- ``count`` (strategy ``counts``): ``SELECT n FROM counts WHERE value = ?``; for
+- ``count`` (strategy ``counts``): ``SELECT n FROM counts`` found through the index on
+  counts' values, as :data:`kvstore.sql.COUNT` writes it; for
   ``group_by`` and ``scan`` the same SQL kvstore runs (an aggregate over the value index,
   and a full scan), so those ratios show the cost of the Python layer alone.
 - ``get(key)`` and ``db[key]``: ``SELECT value FROM items WHERE key = ?``.
@@ -20,6 +21,10 @@ The references, operation by operation:
 - ``update()`` of N new pairs into an empty store, and of N pairs (half overwrites) into a
   store holding N: ``executemany`` of a plain INSERT (an upsert when keys may exist) into the
   same ``items`` table and index *without* the triggers, in one transaction.
+
+With ``--large-values MIB``, stores of large values (1 KB to 1 MiB) are also loaded, through
+``update()`` and through single ``set()`` calls, and their file size divided by the data's
+(:mod:`.space`).
 
 Peers (the ``bench`` extra): ``dict`` + ``collections.Counter`` in memory, diskcache,
 sqlitedict, lmdb and rocksdict doing the same get/set/count work; except for the Counter,
@@ -66,6 +71,7 @@ from kvstore.bench.measure import (
 from kvstore.bench.peers import PEER_CAP, PEERS, Peer, available_peers, peer_status
 from kvstore.bench.report import fmt_bytes, fmt_time, plot, plot_problem, render_table
 from kvstore.bench.sides import Kvstore, RawSqlite, drop_triggers
+from kvstore.bench.space import measure_space, step_labels as large_value_steps
 from kvstore.bench.timing import compare, compare_runs, measure, summarize
 
 __all__ = [
@@ -84,15 +90,16 @@ QUICK_SIZES = (500, 2_000)
 # -- the whole run ---------------------------------------------------------------------------
 
 
-def plan(sizes: Sequence[int], peers: Sequence[str], merge: bool) -> list[str]:
+def plan(sizes: Sequence[int], peers: Sequence[str], merge: bool, large_values: float = 0.0) -> list[str]:
     """Every step :func:`run` takes, in order: the labels ``progress()`` is called with."""
     steps = [LOAD_STEPS[0], *LOAD_STEPS[1:2 if merge else 1], *LATENCY_STEPS, SPACE_STEP, *peers]
-    return [f"n={n:,} {step}" for n in sizes for step in steps]
+    large = large_value_steps() if large_values > 0 else []
+    return [f"n={n:,} {step}" for n in sizes for step in steps] + large
 
 
-def plan_steps(sizes: Sequence[int], peers: Sequence[str], merge: bool) -> int:
+def plan_steps(sizes: Sequence[int], peers: Sequence[str], merge: bool, large_values: float = 0.0) -> int:
     """How many times :func:`run` calls ``progress()``."""
-    return len(plan(sizes, peers, merge))
+    return len(plan(sizes, peers, merge, large_values))
 
 
 def run(
@@ -103,6 +110,7 @@ def run(
     repeat: int | None = None,
     peers: Sequence[str] | None = None,
     merge: bool = True,
+    large_values: float = 0.0,
     progress: Callable[[str], None] = lambda label: None,
 ) -> dict[str, Any]:
     """Run the benchmark at each of ``sizes`` and return the report (what ``--json`` prints).
@@ -111,6 +119,8 @@ def run(
     ``repeat``: runs of each bulk load per side (default 3 at 1M and above, else 5).
     ``peers``: which peers to measure (default: every one in :data:`PEERS`; ``[]`` for
     none); those not installed are skipped and listed, with the reason, in the report.
+    ``large_values``: MiB of values per store for the large-value space measurement
+    (:func:`kvstore.bench.space.measure_space`; 0 skips it).
     ``progress(label)`` is called after each step, with the labels :func:`plan` lists.
     """
     import kvstore
@@ -128,6 +138,7 @@ def run(
         "sizes": list(sizes),
         "results": [],
         "space": [],
+        "large_values": [],
         "peers": [],
         "skipped_peers": skipped,
         "notes": [
@@ -171,6 +182,8 @@ def run(
                         shutil.rmtree(peer_folder, ignore_errors=True)
                 report["peers"].append({**peer_cache[name, size], "for_n": n})
                 step(name)
+        if large_values > 0:
+            report["large_values"] = measure_space(folder, total=int(large_values * (1 << 20)), step=progress)
     finally:
         files.cleanup()
         if own_folder:
@@ -231,6 +244,7 @@ def main(
     repeat: int | None = None,
     folder: str | None = None,
     quiet: bool = False,
+    large_values: float = 0.0,
 ) -> None:
     """What ``kvstore bench`` does: check, run with a progress bar, print, plot.
 
@@ -247,7 +261,7 @@ def main(
         budget = min(budget, 0.01)
         repeat = repeat or 1
     peer_names = list(PEERS) if peers else []
-    labels = plan(size_list, available_peers(peer_names), merge)
+    labels = plan(size_list, available_peers(peer_names), merge, large_values)
     with _progress_bar(labels, quiet) as step:
         report = run(
             size_list,
@@ -256,6 +270,7 @@ def main(
             repeat=repeat,
             peers=peer_names,
             merge=merge,
+            large_values=large_values,
             progress=step,
         )
     if plot_path:
@@ -287,6 +302,9 @@ def main(
               help="Runs of each bulk load per side [default: 3 at 1M and above, else 5].")
 @click.option("--dir", "folder", type=click.Path(file_okay=False),
               help="Folder for the scratch files [default: a temporary folder, removed after].")
+@click.option("--large-values", type=click.FloatRange(min=0), default=0, metavar="MIB",
+              help="Also load stores of about MIB MiB of large values (1 KB to 1 MiB) and report file ÷ data "
+                   "[default: 0, skipped].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar on stderr.")
 def command(
     sizes: str,
@@ -299,6 +317,7 @@ def command(
     repeat: int | None,
     folder: str | None,
     quiet: bool,
+    large_values: float,
 ) -> None:
     """Measure count/get/set latency, bulk loads and space, beside raw sqlite3 and peers.
 
@@ -316,4 +335,5 @@ def command(
         repeat=repeat,
         folder=folder,
         quiet=quiet,
+        large_values=large_values,
     )

@@ -51,6 +51,12 @@ def render_table(report: Report) -> str:
                  ["N", "items", "value index", "counts", "file", "file/item", "counts exact"],
                  _space_rows(report)),
     ]  # fmt: skip
+    if report.get("large_values"):
+        sections.append(
+            _section("Large values: file (closed, WAL checkpointed) ÷ data (keys' and values' bytes)",
+                     ["value size", "items", "values", "loaded by", "file", "data", "file ÷ data", "goal"],
+                     _large_value_rows(report))
+        )  # fmt: skip
     if report["peers"]:
         sections.append(
             _section("Peers (p50 per operation; load is per pair; count by scan is O(N))",
@@ -113,6 +119,22 @@ def _space_rows(report: Report) -> list[list[str]]:
             "yes" if s["counts_exact"] else "NO",
         ]
         for s in report["space"]
+    ]
+
+
+def _large_value_rows(report: Report) -> list[list[str]]:
+    return [
+        [
+            format_size(r["value_bytes"]),
+            f"{r['items']:,}",
+            r["values"],
+            f"{r['load']}()",
+            format_size(r["file_bytes"]),
+            format_size(r["logical_bytes"]),
+            f"{r['ratio']:.2f}×",
+            f"≤{r['goal']}× {'ok' if r['met'] else 'MISSED'}",
+        ]
+        for r in report["large_values"]
     ]
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import logging
 import os
 import sys
 from typing import Any, NoReturn
@@ -129,7 +130,23 @@ def cli() -> None:
         kvstore set foods.db 42 apple --key-type int
         kvstore count foods.db apple
     """
+    _say_what_takes_long()
 
 
 cli.params[:0] = [timer_option(), timeout_option()]
+
+
+class _Stderr(logging.Handler):
+    """Shows kvstore's INFO messages (an upgrade in progress) on whatever stderr is at the time."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
+def _say_what_takes_long() -> None:
+    """The CLI, unlike a library user, wants to hear that a file is being upgraded and why it waits."""
+    log = logging.getLogger("kvstore.migrate")
+    if not any(isinstance(handler, _Stderr) for handler in log.handlers):
+        log.addHandler(_Stderr())
+        log.setLevel(logging.INFO)
 
