@@ -434,6 +434,7 @@ def open(  # noqa: A001 - mirrors the built-in on purpose: kvstore.open(path)
     timeout: float = 5.0,
     durable: bool = False,
     readonly: bool = False,
+    bulk_cache: int = 256 * 2**20,
 ) -> Store:
     """Open (creating or upgrading as needed) the kvstore file at ``path``.
 
@@ -443,5 +444,7 @@ def open(  # noqa: A001 - mirrors the built-in on purpose: kvstore.open(path)
     long as SQLite can, about 24.8 days). ``durable``: fsync each commit so it survives power
     loss (default: survives a crash of the process). ``readonly``: never write; also chosen
     automatically for a file without write permission, or in a directory that cannot be written.
+    ``bulk_cache``: bytes of page cache a large update() may use while it runs (0: the normal
+    32 MiB), so that loads of many millions of pairs stay linear.
     """
-    return Store(path, Options(timeout=timeout, durable=durable, readonly=readonly))
+    return Store(path, Options(timeout=timeout, durable=durable, readonly=readonly, bulk_cache=bulk_cache))
