@@ -16,6 +16,9 @@ from typing import Any, cast
 import sqlite3
 
 from kvstore import sql, triggers, upkeep
+from kvstore.connection import CACHE, Options
+from kvstore.constants import VALUE_INDEX
+from kvstore.errors import Error
 from kvstore.session import Session
 from kvstore.validate import Value, check_pair
 
@@ -24,6 +27,11 @@ CHUNK = 10_000
 
 BULK_MIN = CHUNK
 """update() never takes the set-based path for fewer pairs than this (nor before one full CHUNK)."""
+
+INDEX_RATIO = 2
+"""The set-based path also drops the value index, and builds it again at the end (one sort
+instead of a random insertion per pair), when the pairs written are at least 1/INDEX_RATIO of
+the rows the store held before."""
 
 BULK_RATIO = 25
 VALUE_WEIGHT = 8
@@ -36,6 +44,8 @@ at the end) before the chunk that brings the pairs written to at least BULK_MIN 
 
 class BulkWrites(Session):
     """The bulk-writing methods of :class:`kvstore.Store`."""
+
+    options: Options
 
     def clear(self) -> None:
         """Remove every pair in one transaction (without running the triggers once per row)."""
@@ -90,7 +100,7 @@ class BulkWrites(Session):
     def _load(self, pairs: Iterator[Any]) -> None:
         written = 0
         bulk = False
-        held = None  # rows + VALUE_WEIGHT * distinct values before the update, read once
+        held, values = None, 0  # rows + VALUE_WEIGHT * distinct values before the update, read once
         with ExitStack() as suspended:
             while True:
                 # The caller's iterator runs outside the connection's lock: it may use the store.
@@ -99,30 +109,57 @@ class BulkWrites(Session):
                 if not bulk and len(chunk) == CHUNK and written >= BULK_MIN:
                     if held is None:
                         with self._using() as conn:
-                            held = self._held(conn)
+                            held, values = self._held(conn)
                     if written * BULK_RATIO >= held:
                         bulk = True
-                        suspended.enter_context(self._counts_suspended())
+                        suspended.enter_context(self._bulk_cache())
+                        rows = held - VALUE_WEIGHT * values
+                        suspended.enter_context(self._counts_suspended(index=written * INDEX_RATIO >= rows))
                 with self._using() as conn:
                     conn.executemany(sql.UPSERT, chunk)
                 if len(chunk) < CHUNK:
                     break
 
     @contextmanager
-    def _counts_suspended(self) -> Iterator[None]:
-        """Inside transaction(): the count triggers are off for the block; when it ends normally
-        counts are rebuilt with one GROUP BY and the triggers recreated. On an exception the
-        transaction's rollback restores everything (SQLite's DDL is transactional)."""
+    def _counts_suspended(self, index: bool = False) -> Iterator[None]:
+        """Inside transaction(): the count triggers (and, given ``index``, the value index) are
+        off for the block; when it ends normally the index is built again, counts rebuilt and
+        the triggers recreated. On an exception the transaction's rollback restores everything
+        (SQLite's DDL is transactional)."""
         with self._using() as conn:
             triggers.drop(conn)
+            if index:
+                conn.execute(f"DROP INDEX {VALUE_INDEX}")
         yield
         with self._using() as conn:
+            if index:
+                conn.execute(sql.VALUE_INDEX)
             self._rebuild_counts(conn)
 
-    def _held(self, conn: sqlite3.Connection) -> int:
-        """What a rebuild of counts would cost, in rows: read from counts (small), not items."""
+    @contextmanager
+    def _bulk_cache(self) -> Iterator[None]:
+        """This thread's connection gets Options.bulk_cache bytes of page cache for the block."""
+        size = self.options.bulk_cache
+        if size <= CACHE:
+            yield
+            return
+        with self._using() as conn:
+            conn.execute(f"PRAGMA cache_size = -{size // 1024}")
+        try:
+            yield
+        finally:
+            try:
+                with self._using() as conn:
+                    conn.execute(f"PRAGMA cache_size = -{CACHE // 1024}")
+                    conn.execute("PRAGMA shrink_memory")  # hand the pages beyond it back now
+            except Error:  # the connection is gone (closed meanwhile): so is its cache
+                pass
+
+    def _held(self, conn: sqlite3.Connection) -> tuple[int, int]:
+        """What a rebuild of counts would cost, in rows (rows + VALUE_WEIGHT * distinct values),
+        and the distinct values: read from counts (small), not items."""
         rows, values = conn.execute(sql.HELD).fetchone()
-        return int(rows + VALUE_WEIGHT * values)
+        return int(rows + VALUE_WEIGHT * values), int(values)
 
     def _rebuild_counts(self, conn: sqlite3.Connection) -> None:
         """Recompute counts from items and (re)create the triggers; caller holds a transaction."""

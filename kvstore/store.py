@@ -409,6 +409,7 @@ def open(  # noqa: A001 - mirrors the built-in on purpose: kvstore.open(path)
     durable: bool = False,
     readonly: bool = False,
     mmap_size: int = DEFAULT_MMAP_SIZE,
+    bulk_cache: int = 256 * 2**20,
 ) -> Store:
     """Open (creating or upgrading as needed) the kvstore file at ``path``.
 
@@ -420,6 +421,9 @@ def open(  # noqa: A001 - mirrors the built-in on purpose: kvstore.open(path)
     automatically for a file without write permission, or in a directory that cannot be written.
     ``mmap_size``: bytes of the file read through a memory map (default 1 GiB on 64-bit Pythons;
     0 for a file on storage that may fail or be truncated by other programs: see
-    kvstore.connection.Options.mmap_size).
+    kvstore.connection.Options.mmap_size). ``bulk_cache``: bytes of page cache a large update()
+    may use while it runs (0: the normal 32 MiB), so that loads of many millions of pairs stay
+    linear.
     """
-    return Store(path, Options(timeout=timeout, durable=durable, readonly=readonly, mmap_size=mmap_size))
+    return Store(path, Options(timeout=timeout, durable=durable, readonly=readonly, mmap_size=mmap_size,
+                               bulk_cache=bulk_cache))
