@@ -132,25 +132,36 @@ class BulkWrites(Session):
                 conn.execute(f"DROP INDEX {VALUE_INDEX}")
         yield
         with self._using() as conn:
+            # The sorts below take as much memory as the page cache allows before spilling to
+            # temporary files: back to the normal cache first (Options.bulk_cache is for the
+            # random inserts above, not for sorting).
+            conn.execute(f"PRAGMA cache_size = -{CACHE // 1024}")
             if index:
                 conn.execute(sql.VALUE_INDEX)
             self._rebuild_counts(conn)
 
     @contextmanager
     def _bulk_cache(self) -> Iterator[None]:
-        """This thread's connection gets Options.bulk_cache bytes of page cache for the block."""
-        size = self.options.bulk_cache
-        if size <= CACHE:
-            yield
-            return
+        """This thread's connection gets Options.bulk_cache bytes of page cache for the block.
+
+        Memory is bounded by that cache: the sorts that build the value index and recount
+        spill to temporary files beyond it (temp_store=FILE for the block; in memory, sorting
+        10M index entries took ~1 GiB), and the file is read with read() calls, not through the
+        memory map, whose pages would count in the process's RSS as a whole table is scanned.
+        """
+        size = max(self.options.bulk_cache, CACHE)
         with self._using() as conn:
             conn.execute(f"PRAGMA cache_size = -{size // 1024}")
+            conn.execute("PRAGMA temp_store = FILE")
+            conn.execute("PRAGMA mmap_size = 0")
         try:
             yield
         finally:
             try:
                 with self._using() as conn:
                     conn.execute(f"PRAGMA cache_size = -{CACHE // 1024}")
+                    conn.execute("PRAGMA temp_store = MEMORY")
+                    conn.execute(f"PRAGMA mmap_size = {self.options.mmap_size}")
                     conn.execute("PRAGMA shrink_memory")  # hand the pages beyond it back now
             except Error:  # the connection is gone (closed meanwhile): so is its cache
                 pass

@@ -20,6 +20,7 @@ A forked child starts a thread of its own when it first connects to a store.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import threading
@@ -63,28 +64,43 @@ def watch(pool: ConnectionPool) -> None:
 
 
 def _run() -> None:
+    """Visit the watched stores as they fall due, waking at most once per PERIOD seconds
+    however many stores are open."""
     seen: weakref.WeakKeyDictionary[ConnectionPool, int | None] = weakref.WeakKeyDictionary()
     due: weakref.WeakKeyDictionary[ConnectionPool, tuple[float, float]] = weakref.WeakKeyDictionary()
     while True:
         now = time.monotonic()
-        with _lock:
-            pools = list(_pools)
-        for pool in pools:
-            at, pause = due.get(pool, (now, PERIOD))
-            if at > now:
-                continue
-            version = _visit(pool, seen.get(pool))
-            if version is None:  # closed, or refused in this process
-                with _lock:
-                    _pools.discard(pool)
-                continue
-            # Look again soon while the store is being written; less and less often once idle.
-            pause = PERIOD if version != seen.get(pool) else min(pause * 2, IDLE)
-            seen[pool] = version
-            due[pool] = (time.monotonic() + pause, pause)
-        wait = min((at for at, _ in due.values()), default=now + IDLE) - time.monotonic()
-        _wake.wait(max(wait, 0.0) if pools else None)
+        if not _round(seen, due, now):
+            _wake.wait()
+        else:
+            next_at = min((at for at, _ in due.values()), default=now + IDLE)
+            _wake.wait(max(PERIOD * math.ceil((next_at - time.monotonic()) / PERIOD), PERIOD))
         _wake.clear()
+
+
+def _round(seen: weakref.WeakKeyDictionary[ConnectionPool, int | None],
+           due: weakref.WeakKeyDictionary[ConnectionPool, tuple[float, float]], now: float) -> bool:
+    """Visit each store that is due; whether any store is watched. The stores are held only
+    while this runs: between rounds the thread must not keep alive a store its program
+    dropped (its connections, and their file descriptors)."""
+    with _lock:
+        pools = list(_pools)
+    for pool in pools:
+        at, pause = due.get(pool, (now, PERIOD))
+        if at > now:
+            continue
+        version = _visit(pool, seen.get(pool))
+        if version is None:  # closed, or refused in this process
+            with _lock:
+                _pools.discard(pool)
+            due.pop(pool, None)
+            seen.pop(pool, None)
+            continue
+        # Look again soon while the store is being written; less and less often once idle.
+        pause = PERIOD if version != seen.get(pool) else min(pause * 2, IDLE)
+        seen[pool] = version
+        due[pool] = (now + pause, pause)
+    return bool(pools)
 
 
 def _visit(pool: ConnectionPool, seen: int | None) -> int | None:

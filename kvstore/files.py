@@ -23,7 +23,7 @@ from kvstore.errors import CorruptError, Error, NotAKvstoreFileError, StorageFul
 Kind = Literal["ours", "empty"]
 
 
-def classify(path: str) -> Kind:
+def classify(path: str, clear: bool = True) -> Kind:
     """"ours" for a kvstore file, "empty" for a 0-byte file; raise for anything else.
 
     Reads only the 100-byte header (and, for a 0-byte file with a pending WAL, asks a
@@ -42,7 +42,7 @@ def classify(path: str) -> Kind:
     except OSError as exc:
         raise Error(f"{path}: cannot read the file: {exc.strerror}") from None
     if st.st_nlink > 1:
-        check_links(path)
+        check_links(path, clear)
     if not header:
         return _empty_or_pending(path)
     if header[: len(SQLITE_HEADER)] != SQLITE_HEADER:
@@ -65,34 +65,36 @@ def classify(path: str) -> Kind:
     return "ours"
 
 
-def check_links(path: str) -> None:
+def check_links(path: str, clear: bool = True) -> None:
     """Refuse a file with more than one name: SQLite finds a database's -wal, -shm and -journal
     (and its locks' bookkeeping) by the name it was opened with, so two names for one file are
     two databases to SQLite, and using both corrupts it ("How To Corrupt An SQLite Database
     File", section 2.3). The one extra name kvstore makes itself, the temporary name a new
-    store is built under, is removed here if its creator was killed before removing it."""
-    st = os.stat(path)
-    if st.st_nlink < 2:
+    store is built under (beside the file a symlink points to), is removed here if its creator
+    was killed before removing it, unless ``clear`` is False (a read-only open changes nothing)."""
+    real = os.path.realpath(path)
+    if os.stat(real).st_nlink < 2:
         return
-    directory, base = os.path.split(path)
+    directory, base = os.path.split(real)
     try:
         names = [name for name in os.listdir(directory or ".")
-                 if name.startswith(f".{base}.") and name.endswith(".creating")]
+                 if name.startswith(f".{base}.") and name.endswith(".creating")] if clear else []
     except OSError:
         names = []
     for name in names:
         other = os.path.join(directory, name)
         try:
-            if os.path.samefile(other, path):
+            if os.path.samefile(other, real):
                 os.remove(other)  # linked into place: it names the store, and nothing else uses it
         except OSError:
             pass
-    links = os.stat(path).st_nlink
+    links = os.stat(real).st_nlink
     if links > 1:
         raise Error(
             f"{path}: this file has {links} names (hard links); SQLite keeps a database's WAL and "
             "locks by name, so a store used through two names is corrupted: remove the other names "
-            f"(find them with `find / -xdev -samefile {path}`), or make a copy with `kvstore backup`"
+            f"(find them with `find / -xdev -samefile {path}`), or copy the file with `cp` while "
+            "no program has it open and use the copy"
         )
 
 
@@ -286,10 +288,13 @@ def copy_into_place(path: str, copy: Callable[[sqlite3.Connection], None]) -> No
 
 
 def remove_database(path: str) -> None:
-    """Delete an SQLite file and its -wal, -shm and -journal companions, if present."""
+    """Delete an SQLite file and its -wal, -shm and -journal companions, if present (another
+    process's open may clear a creation's temporary name meanwhile: see check_links)."""
     for name in (path, path + "-wal", path + "-shm", path + "-journal"):
-        if os.path.exists(name):
+        try:
             os.remove(name)
+        except FileNotFoundError:
+            pass
 
 
 def writable(path: str) -> bool:

@@ -101,7 +101,7 @@ def _prepare(path: str, options: Options) -> None:
     first, journal untouched); an interrupted creation rolls back to an empty file, which
     then becomes a new store, as an empty file does for sqlite3.
     """
-    kind = files.classify(path)
+    kind = files.classify(path, clear=not options.readonly)
     if kind == "ours" and files.has_hot_journal(path):
         if options.readonly:
             raise ReadOnlyError(
@@ -113,7 +113,7 @@ def _prepare(path: str, options: Options) -> None:
             files.roll_back_journal(path, options)
         except sqlite3.Error as exc:
             raise translate(exc, path) from exc
-        kind = files.classify(path)
+        kind = files.classify(path, clear=not options.readonly)
     if kind == "empty":
         if options.readonly:
             raise Error(f"{path}: the file is empty, so there is nothing to read; "

@@ -285,7 +285,7 @@ class Store(BulkWrites, Reads, MutableMapping):  # type: ignore[type-arg]
         problems = []
         if self.path != MEMORY:
             try:
-                files.check_links(self.path)
+                files.check_links(self.path, clear=False)
             except Error as exc:
                 from kvstore.upkeep import SchemaProblem
 
@@ -409,7 +409,7 @@ def open(  # noqa: A001 - mirrors the built-in on purpose: kvstore.open(path)
     durable: bool = False,
     readonly: bool = False,
     mmap_size: int = DEFAULT_MMAP_SIZE,
-    bulk_cache: int = 256 * 2**20,
+    bulk_cache: int = 192 * 2**20,
 ) -> Store:
     """Open (creating or upgrading as needed) the kvstore file at ``path``.
 

@@ -99,3 +99,34 @@ def test_a_forked_child_checkpoints_its_own_writes(path):
     db["after"] = 2
     assert db.get("child299") == 299 and db.verify() == []
     db.close()
+
+
+def test_a_dropped_store_is_not_kept_alive(tmp_path):
+    """A store the program drops without close() must release its connections (and fds)."""
+    import gc
+    import weakref
+
+    refs = []
+    for i in range(20):
+        db = kvstore.open(str(tmp_path / f"s{i % 4}.db"))
+        db[i] = "v"
+        refs.append(weakref.ref(db._pool))
+        del db
+        time.sleep(0.01)
+    time.sleep(3 * checkpointer.PERIOD)
+    gc.collect()
+    assert wait_for(lambda: (gc.collect(), sum(r() is not None for r in refs))[1] == 0), \
+        f"{sum(r() is not None for r in refs)} dropped stores still alive"
+
+
+def test_a_closed_store_kept_by_its_program_costs_no_cpu(tmp_path):
+    kept = kvstore.open(str(tmp_path / "open.db"))
+    kept["a"] = 1
+    with kvstore.open(str(tmp_path / "closed.db")) as closed:
+        closed["b"] = 2
+    time.sleep(0.5)
+    start = time.process_time()
+    time.sleep(1.0)
+    assert time.process_time() - start < 0.2, "the checkpointer spins"
+    assert closed is not None
+    kept.close()

@@ -84,3 +84,26 @@ def test_a_temporary_name_for_another_file_is_left_alone(tmp_path):
     with pytest.raises(kvstore.Error, match="hard links"):
         kvstore.open(path)
     assert os.path.exists(unrelated)
+
+
+def test_a_killed_creation_is_cleared_through_a_symlink_too(tmp_path):
+    data, app = tmp_path / "data", tmp_path / "app"
+    data.mkdir()
+    app.mkdir()
+    real = str(data / "real.db")
+    kvstore.open(real).close()
+    os.link(real, str(data / ".real.db.0123456789abcdef.creating"))
+    (app / "link.db").symlink_to(real)
+    with kvstore.open(str(app / "link.db")) as db:
+        db["k"] = "v"
+    assert os.stat(real).st_nlink == 1
+
+
+def test_a_read_only_open_leaves_the_directory_alone(tmp_path):
+    path = str(tmp_path / "a.db")
+    kvstore.open(path).close()
+    leftover = str(tmp_path / ".a.db.0123456789abcdef.creating")
+    os.link(path, leftover)
+    with pytest.raises(kvstore.Error, match="2 names"):
+        kvstore.open(path, readonly=True)
+    assert os.path.exists(leftover)

@@ -63,6 +63,7 @@ from kvstore.bench.measure import (
     TARGET_N,
     TARGETS,
     Files,
+    compare_bulk_loads,
     measure_loads,
     measure_peer,
     measure_store,
@@ -77,7 +78,7 @@ from kvstore.bench.timing import compare, compare_runs, measure, summarize
 __all__ = [
     "DEFAULT_SIZES", "FOODS", "PEERS", "PEER_CAP", "QUICK_SIZES", "SET_BATCH", "TARGETS", "TARGET_N",
     "Files", "Kvstore", "Peer", "RawSqlite", "Workload",
-    "available_peers", "command", "compare", "compare_runs", "drop_triggers", "fmt_bytes", "fmt_time",
+    "available_peers", "command", "compare", "compare_bulk_loads", "compare_runs", "drop_triggers", "fmt_bytes", "fmt_time",
     "key_of", "main", "measure", "measure_loads", "measure_peer", "measure_store", "merge_pairs",
     "pairs", "parse_sizes", "peer_status", "plan", "plan_steps", "plot", "render_table", "run",
     "summarize", "value_of",

@@ -12,7 +12,7 @@ from typing import Any
 
 from kvstore.bench.data import Pair, Workload, merge_pairs, pairs
 from kvstore.bench.peers import Peer
-from kvstore.bench.sides import STRATEGIES, Kvstore, PlainSqlite, RawSqlite, drop_triggers
+from kvstore.bench.sides import STRATEGIES, BestLoad, Kvstore, NaiveLoad, PlainSqlite, RawSqlite, drop_triggers
 from kvstore.bench.timing import (
     Summary,
     compare,
@@ -34,6 +34,8 @@ TARGETS = {
     "db[key]": 1.5,
     "set(key, value)": 0.7,
     "update: load": 1.3,
+    "bulk load vs naive raw": 0.55,
+    "bulk load vs best raw": 1.25,
     "update: merge": 1.5,
 }
 
@@ -147,6 +149,28 @@ def measure_loads(files: Files, n: int, repeat: int, merge: bool, step: Step) ->
         rows.append(_load_row("update: merge", n, kv_ns, raw_ns, len(more)))
         step(LOAD_STEPS[1])
     return rows, loaded
+
+
+def compare_bulk_loads(files: Files, n: int, repeat: int) -> list[dict[str, Any]]:
+    """``update()`` of ``n`` random-order pairs into an empty store against the naive and the
+    best raw loads (:class:`NaiveLoad`, :class:`BestLoad`), interleaved whole runs; two rows."""
+    batch = list(pairs(0, n))
+    times: dict[type[Kvstore | RawSqlite], list[int]] = {Kvstore: [], NaiveLoad: [], BestLoad: []}
+
+    def one(side: type[Kvstore | RawSqlite]) -> int:
+        path = files.empty_store()
+        store = side(path)
+        try:
+            return time_once(lambda: store.load(batch))
+        finally:
+            store.close()
+            files.remove(path)
+
+    for r in range(repeat):
+        for side in (list(times) if r % 2 == 0 else list(reversed(times))):
+            times[side].append(one(side))
+    return [_load_row(name, n, times[Kvstore], times[side], n)
+            for name, side in (("bulk load vs naive raw", NaiveLoad), ("bulk load vs best raw", BestLoad))]
 
 
 def compare_autocommit(path: str, work: Workload, budget_s: float) -> tuple[Summary, Summary]:
