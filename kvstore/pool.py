@@ -23,13 +23,15 @@ thread is inside SQLite. So, before every ``os.fork()`` (``os.register_at_fork``
 waits for the calls in progress on every open store to finish (taking every slot lock, and
 the lock that creation and upgrades hold, all at once: it lets go of them all whenever one is
 busy, so that a thread in the middle of a transaction can finish it), then closes each idle
-connection; both processes reconnect lazily afterwards, each with state of its own. A connection inside a transaction
-cannot be closed without losing that transaction, so it stays open in the parent, and in the
-child its file is *poisoned*: every kvstore use of that file in the child (through the
-inherited store or a new ``kvstore.open()``) raises ``kvstore.Error`` before touching SQLite,
-and the inherited connection is deliberately leaked so that no finaliser in the child ever
-closes (and so checkpoints or unlocks) the parent's state. Closing costs the parent one
-checkpoint at fork time and one reconnect (~100 µs) per thread afterwards.
+connection; both processes reconnect lazily afterwards, each with state of its own. A
+connection inside a transaction cannot be closed without losing that transaction, so it
+stays open in the parent, and in the child its file is *poisoned*: every kvstore use of that
+file in the child (through the inherited store or a new ``kvstore.open()``) raises
+``kvstore.Error`` before touching SQLite, and the inherited connection is deliberately leaked
+so that no finaliser in the child ever closes (and so checkpoints or unlocks) the parent's
+state. Closing costs the parent one checkpoint at fork time and one reconnect (~100 µs) per
+thread afterwards. The fork-time half of this module (from ``_Fork`` on) is its second job;
+it stays here because it works on the pools' private locks.
 """
 
 from __future__ import annotations
