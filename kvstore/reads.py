@@ -87,7 +87,7 @@ class Reads(Session):
     def count(self, value: Value, strategy: Strategy = "counts") -> int:
         """How many keys hold ``value`` (0 if none).
 
-        ``counts`` (default) is one primary-key lookup in the maintained counts table;
+        ``counts`` (default) is one index lookup in the maintained counts table;
         ``group_by`` aggregates over the value index; ``scan`` reads every row. All three
         give the same answer; the last two exist to show what the counts table saves.
         Values compare as in Python: 1 and 1.0 are the same value, '1' and b'1' are not.
