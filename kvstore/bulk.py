@@ -33,6 +33,8 @@ INDEX_RATIO = 2
 instead of a random insertion per pair), when the pairs written are at least 1/INDEX_RATIO of
 the rows the store held before."""
 
+_INDEX_EXISTS = "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?"
+
 BULK_RATIO = 25
 VALUE_WEIGHT = 8
 """update() switches to the set-based path (triggers dropped, counts rebuilt with one GROUP BY
@@ -57,7 +59,9 @@ class BulkWrites(Session):
 
         Takes a mapping, an iterable of pairs (consumed as a stream, never held in memory
         whole), and keyword pairs, like ``dict.update``. Large batches skip the per-row
-        triggers and rebuild ``counts`` with one GROUP BY at the end (see BULK_MIN).
+        triggers and rebuild ``counts`` with one GROUP BY at the end (see BULK_MIN). A source
+        of pairs that itself reads the store sees the batch's rows so far, but counts (and
+        ``group_by``, whose index may be rebuilt at the end) only once update() returns.
         """
         pairs = _pairs(other)
         if kwargs:
@@ -128,6 +132,9 @@ class BulkWrites(Session):
         (SQLite's DDL is transactional)."""
         with self._using() as conn:
             triggers.drop(conn)
+            # Only an index that is there (another program may have dropped it, or an update()
+            # run from this one's source of pairs dropped it already) is dropped and rebuilt.
+            index = index and conn.execute(_INDEX_EXISTS, (VALUE_INDEX,)).fetchone() is not None
             if index:
                 conn.execute(f"DROP INDEX {VALUE_INDEX}")
         yield
@@ -136,8 +143,8 @@ class BulkWrites(Session):
             # temporary files: back to the normal cache first (Options.bulk_cache is for the
             # random inserts above, not for sorting).
             conn.execute(f"PRAGMA cache_size = -{CACHE // 1024}")
-            if index:
-                conn.execute(sql.VALUE_INDEX)
+            if index:  # IF NOT EXISTS: a repair() or update() run from the source may have built it
+                conn.execute(sql.VALUE_INDEX.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1))
             self._rebuild_counts(conn)
 
     @contextmanager

@@ -140,7 +140,7 @@ def _connected(path: str, options: Options) -> Iterator[sqlite3.Connection]:
 
 def current_revision(path: str, options: Options) -> str | None:
     """The Alembic revision recorded in the kvstore file at ``path`` (None before the first)."""
-    if files.classify(path) == "empty":  # ensure_schema() and migrate() prepare the file first
+    if files.classify(path, clear=False) == "empty":  # ensure_schema() and migrate() prepare the file first
         raise NotAKvstoreFileError(f"{path}: the file is empty (0 bytes); open it with "
                                    "kvstore.open() to make it a new store")
     with _connected(path, replace(options, readonly=True)) as conn:

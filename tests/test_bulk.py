@@ -84,3 +84,43 @@ def test_a_failed_bulk_update_restores_the_cache_and_the_index(tmp_path):
 def test_bulk_cache_must_be_a_whole_number_of_bytes(tmp_path, bad):
     with pytest.raises(ValueError, match="bulk_cache"):
         kvstore.open(str(tmp_path / "x.db"), bulk_cache=bad)
+
+
+def test_a_bulk_update_without_the_value_index_leaves_it_missing(tmp_path):
+    """Another program dropped the index: update() neither fails nor silently rebuilds it."""
+    path = str(tmp_path / "n.db")
+    with kvstore.open(path) as db:
+        db["a"] = "v"
+    conn = sqlite3.connect(path)
+    conn.execute("DROP INDEX ix_items_value")
+    conn.close()
+    with kvstore.open(path) as db:
+        db.update((i, "v") for i in range(3 * bulk.CHUNK))
+        assert db.count("v") == 3 * bulk.CHUNK + 1
+        assert [p.name for p in db.verify()] == ["ix_items_value"]
+        assert db.repair() == 1 and db.verify() == []
+
+
+def test_a_bulk_update_run_from_another_ones_source_of_pairs(tmp_path):
+    with kvstore.open(str(tmp_path / "nested.db")) as db:
+        def outer():
+            for i in range(4 * bulk.CHUNK):
+                if i == 2 * bulk.CHUNK:  # the outer set-based path is under way
+                    db.update((f"inner{j}", "w") for j in range(2 * bulk.CHUNK))
+                yield i, "v"
+
+        db.update(outer())
+        assert db.count("v") == 4 * bulk.CHUNK and db.count("w") == 2 * bulk.CHUNK
+        assert db.verify() == []
+
+
+def test_repair_run_from_a_bulk_updates_source_of_pairs(tmp_path):
+    with kvstore.open(str(tmp_path / "r.db")) as db:
+        def pairs():
+            for i in range(3 * bulk.CHUNK):
+                if i == 2 * bulk.CHUNK:
+                    db.repair()
+                yield i, "v"
+
+        db.update(pairs())
+        assert db.count("v") == 3 * bulk.CHUNK and db.verify() == []
