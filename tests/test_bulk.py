@@ -124,3 +124,13 @@ def test_repair_run_from_a_bulk_updates_source_of_pairs(tmp_path):
 
         db.update(pairs())
         assert db.count("v") == 3 * bulk.CHUNK and db.verify() == []
+
+
+def test_the_sorted_runs_keep_the_last_pair_of_a_key(tmp_path):
+    """The set-based path writes runs sorted by key: of two pairs with one key, the later wins."""
+    n = 2 * bulk.CHUNK + bulk.RUN + 7
+    source = [((i * 7919) % 5003 if i % 3 else f"k{i % 101}", f"v{i}") for i in range(n)]
+    expected = dict(source)
+    with kvstore.open(str(tmp_path / "d.db")) as db:
+        db.update(source)
+        assert dict(db.items()) == expected and db.verify() == []
