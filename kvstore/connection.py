@@ -52,7 +52,7 @@ class Options:
     have a unified buffer cache (Linux has one). Network filesystems are
     unsupported anyway (WAL mode needs shared memory between the processes of one host).
     Pass 0 for files on storage you do not trust."""
-    bulk_cache: int = 192 * 2**20
+    bulk_cache: int = 160 * 2**20
     """Bytes of page cache a connection may use while a large update() runs (the normal cache
     is CACHE bytes): a load that outgrows the cache re-reads the pages of the key index at
     random, which made the cost per pair grow ~3x from 1M to 10M pairs. Memory is taken only

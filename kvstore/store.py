@@ -409,7 +409,7 @@ def open(  # noqa: A001 - mirrors the built-in on purpose: kvstore.open(path)
     durable: bool = False,
     readonly: bool = False,
     mmap_size: int = DEFAULT_MMAP_SIZE,
-    bulk_cache: int = 192 * 2**20,
+    bulk_cache: int = 160 * 2**20,
 ) -> Store:
     """Open (creating or upgrading as needed) the kvstore file at ``path``.
 
