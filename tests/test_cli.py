@@ -601,3 +601,22 @@ def test_process_dump_into_a_closed_pipe_exits_quietly(tmp_path):
     done = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True, timeout=120)
     assert b"Traceback" not in done.stderr
     assert done.stderr == b""
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_mmap_size_reaches_the_store(tmp_path, monkeypatch, where):
+    """README: pass mmap_size=0 for files on storage you do not trust; the CLI can too."""
+    path = str(tmp_path / "m.db")
+    ok("set", path, "a", "apple")
+    seen = []
+    real_open = kvstore.open
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("mmap_size"))
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(kvstore, "open", spy)
+    args = ["--mmap-size", "0", "count", path, "apple"] if where == "before" else ["count", path, "apple", "--mmap-size", "0"]
+    assert ok(*args) == "1\n"
+    assert seen == [0]
+    assert "x>=0" in fails("count", path, "apple", "--mmap-size", "-1", code=2)

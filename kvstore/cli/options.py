@@ -28,7 +28,7 @@ KEY_TYPES = ("str", "int", "bytes")
 VALUE_TYPES = ("str", "int", "float", "bytes")
 """As in kvstore.formats (a test checks), without importing it at startup."""
 DEFAULT_TIMEOUT = 5.0
-_TIMEOUT, _TIMER, _DB = "kvstore.timeout", "kvstore.timer", "kvstore.db"
+_TIMEOUT, _TIMER, _DB, _MMAP = "kvstore.timeout", "kvstore.timer", "kvstore.db", "kvstore.mmap_size"
 
 
 # -- global options ------------------------------------------------------------------------
@@ -79,13 +79,26 @@ def timeout_option() -> click.Option:
                         f"lock before failing (0: never wait; inf: wait) [default: {DEFAULT_TIMEOUT:g}]")
 
 
+def _set_mmap_size(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    if value is not None:
+        ctx.find_root().meta[_MMAP] = value
+
+
+def mmap_option() -> click.Option:
+    return click.Option(["--mmap-size"], type=click.IntRange(min=0), metavar="BYTES", expose_value=False,
+                        callback=_set_mmap_size, help="Bytes of the file read through a memory map (0: none, "
+                        "for files on storage that may fail or be truncated by other programs) [default: 1 GiB]")
+
+
 def add_global_options(command: click.Command, timeout: bool = True) -> click.Command:
-    """Let --timer (and --timeout) follow the command too: ``kvstore count DB v --timer``."""
+    """Let --timer (and --timeout, --mmap-size) follow the command too: ``kvstore count DB v --timer``."""
     names = {opt for param in command.params for opt in param.opts}
     if "--timer" not in names:
         command.params.append(timer_option())
     if timeout and "--timeout" not in names:
         command.params.append(timeout_option())
+    if timeout and "--mmap-size" not in names:
+        command.params.append(mmap_option())
     return command
 
 
@@ -170,6 +183,9 @@ def open_store(path: str, *, create: bool = False) -> Store:
         raise click.ClickException(
             f"{path}: no such store; check the path, or create one with `kvstore set` or `kvstore load`"
         )
+    meta = click.get_current_context().find_root().meta
+    if _MMAP in meta:
+        return kvstore.open(path, timeout=timeout(), mmap_size=meta[_MMAP])
     return kvstore.open(path, timeout=timeout())
 
 
