@@ -131,7 +131,7 @@ class BulkWrites(Session):
                         rows = held - VALUE_WEIGHT * values
                         suspended.enter_context(self._counts_suspended(index=projected * INDEX_RATIO >= rows))
                 if bulk:
-                    chunk.sort(key=_in_key_order)  # stable: of two pairs with one key the later wins
+                    chunk.sort(key=in_key_order)  # stable: of two pairs with one key the later wins
                 with self._using() as conn:
                     conn.executemany(sql.UPSERT, chunk)
                 if len(chunk) < size:
@@ -200,7 +200,7 @@ class BulkWrites(Session):
         triggers.create(conn)
 
 
-def _in_key_order(pair: tuple[Any, Any]) -> tuple[int, Any]:
+def in_key_order(pair: tuple[Any, Any]) -> tuple[int, Any]:
     """SQLite's order of keys: integers, then text, then blobs (UTF-8 keeps code point order)."""
     key = pair[0]
     return (0 if type(key) is int else 1 if type(key) is str else 2), key

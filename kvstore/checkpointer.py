@@ -44,7 +44,7 @@ _lock = threading.Lock()
 _wake = threading.Event()
 _pools: weakref.WeakSet[ConnectionPool] = weakref.WeakSet()
 _thread: threading.Thread | None = None
-_done: weakref.WeakKeyDictionary[ConnectionPool, tuple[int, ...]] = weakref.WeakKeyDictionary()
+_done: weakref.WeakKeyDictionary[ConnectionPool, int] = weakref.WeakKeyDictionary()
 """The data version each store was last checkpointed at (no second checkpoint until it changes)."""
 
 
@@ -119,9 +119,9 @@ def _visit(pool: ConnectionPool, seen: int | None) -> int | None:
         return None
     try:
         (version,) = slot.conn.execute("PRAGMA data_version").fetchone()
-        if version == seen and seen not in _done.get(pool, ()):
+        if version == seen and _done.get(pool) != version:
             slot.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            _done[pool] = (version,)
+            _done[pool] = version
         return int(version)
     except sqlite3.Error:  # closed meanwhile, or busy: look again later
         return -1

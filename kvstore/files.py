@@ -66,7 +66,14 @@ def classify(path: str, clear: bool = True) -> Kind:
 
 
 def check_links(path: str, clear: bool = True) -> None:
-    """Refuse a file with more than one name: SQLite finds a database's -wal, -shm and -journal
+    """Refuse a file with more than one name (see :func:`links_problem`)."""
+    problem = links_problem(path, clear)
+    if problem:
+        raise Error(f"{path}: {problem}")
+
+
+def links_problem(path: str, clear: bool = True) -> str | None:
+    """What is wrong with a file that has more than one name, or None. SQLite finds a database's -wal, -shm and -journal
     (and its locks' bookkeeping) by the name it was opened with, so two names for one file are
     two databases to SQLite, and using both corrupts it ("How To Corrupt An SQLite Database
     File", section 2.3). The one extra name kvstore makes itself, the temporary name a new
@@ -74,7 +81,7 @@ def check_links(path: str, clear: bool = True) -> None:
     was killed before removing it, unless ``clear`` is False (a read-only open changes nothing)."""
     real = os.path.realpath(path)
     if os.stat(real).st_nlink < 2:
-        return
+        return None
     directory, base = os.path.split(real)
     try:
         names = [name for name in os.listdir(directory or ".")
@@ -89,13 +96,12 @@ def check_links(path: str, clear: bool = True) -> None:
         except OSError:
             pass
     links = os.stat(real).st_nlink
-    if links > 1:
-        raise Error(
-            f"{path}: this file has {links} names (hard links); SQLite keeps a database's WAL and "
+    if links < 2:
+        return None
+    return (f"this file has {links} names (hard links); SQLite keeps a database's WAL and "
             "locks by name, so a store used through two names is corrupted: remove the other names "
             f"(find them with `find / -xdev -samefile {path}`), or copy the file with `cp` while "
-            "no program has it open and use the copy"
-        )
+            "no program has it open and use the copy")
 
 
 def _foreign(path: str, app_id: int) -> NotAKvstoreFileError:

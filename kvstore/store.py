@@ -283,13 +283,11 @@ class Store(BulkWrites, Reads, MutableMapping):  # type: ignore[type-arg]
         Reads one consistent snapshot; O(rows); a missing table is reported, not raised.
         """
         problems = []
-        if self.path != MEMORY:
-            try:
-                files.check_links(self.path, clear=False)
-            except Error as exc:
-                from kvstore.upkeep import SchemaProblem
+        problem = None if self.path == MEMORY else files.links_problem(self.path, clear=False)
+        if problem:
+            from kvstore.upkeep import SchemaProblem
 
-                problems.append(SchemaProblem("file", str(exc).split(": ", 1)[1], fixable=False))
+            problems.append(SchemaProblem("file", problem, fixable=False))
         with self._snapshot() as conn:
             return problems + self._problems(conn)
 

@@ -9,6 +9,7 @@ import os
 from typing import Any, Literal
 
 from kvstore import sql, triggers
+from kvstore.bulk import in_key_order
 from kvstore.bench.data import Pair
 from kvstore.bench.peers import Peer
 from kvstore.bench.timing import Op
@@ -177,19 +178,13 @@ class BestLoad(RawSqlite):
         conn.execute("BEGIN IMMEDIATE")
         triggers.drop(conn)
         conn.execute(f"DROP INDEX {VALUE_INDEX}")
-        ordered: list[Pair] = sorted(pairs, key=_sqlite_order)
+        ordered: list[Pair] = sorted(pairs, key=in_key_order)
         conn.executemany(RAW_INSERT, ordered)
         conn.execute(sql.VALUE_INDEX)
         conn.execute(sql.CLEAR_COUNTS)
         conn.execute(sql.REBUILD_COUNTS)
         triggers.create(conn)
         conn.execute("COMMIT")
-
-
-def _sqlite_order(pair: Pair) -> tuple[int, Any]:
-    """SQLite's order of keys: integers, then text, then blobs."""
-    key = pair[0]
-    return (0 if isinstance(key, int) else 1 if isinstance(key, str) else 2), key
 
 
 class PlainSqlite(RawSqlite):
