@@ -117,6 +117,8 @@ def _visit(pool: ConnectionPool, seen: int | None) -> int | None:
         slot = pool.enter()
     except Error:
         return None
+    except sqlite3.Error:  # could not connect just now: look again later
+        return -1
     try:
         (version,) = slot.conn.execute("PRAGMA data_version").fetchone()
         if version == seen and _done.get(pool) != version:

@@ -265,7 +265,8 @@ class ConnectionPool:
 def _close(slot: Slot, reason: str) -> None:
     conn, slot.conn = slot.conn, DISCONNECTED
     slot.dead = reason
-    conn.close()  # rolls back a transaction that another thread left open
+    if conn is not DISCONNECTED:  # the stand-in was made by the importing thread: only it may close it
+        conn.close()  # rolls back a transaction that another thread left open
 
 
 def _leak(conn: sqlite3.Connection) -> None:

@@ -211,3 +211,27 @@ def test_fork_racing_other_threads_opening_stores(tmp_path, forker):
     for db in opened:
         db.close()
     held.close()
+
+
+def test_a_new_thread_after_a_fork_when_an_old_threads_connection_was_closed(path):
+    """fork() closes idle connections; a thread that then ended leaves its slot disconnected, and
+    the next new thread tidies such slots up: that must not touch the stand-in connection, which
+    only the importing thread may close (a raw sqlite3.ProgrammingError reached the caller)."""
+    db = kvstore.open(path)
+    thread = threading.Thread(target=lambda: db.set("a", 1))
+    thread.start()
+    thread.join()
+    assert wait_child(fork_child(lambda: None)) == 0
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            db.set("b", 2)
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert errors == [] and db.get("b") == 2
+    db.close()
