@@ -9,14 +9,18 @@
 from __future__ import annotations
 
 from kvstore.errors import (
+    AccessDeniedError,
     BusyError,
     CorruptError,
     Error,
     MigrationError,
+    NoSuchDatabaseError,
     NotAKvstoreFileError,
     ReadOnlyError,
+    RetryableError,
     SchemaTooNewError,
     StorageFullError,
+    UnreachableError,
 )
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy reads any such name)
@@ -59,18 +63,22 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AccessDeniedError",
     "BusyError",
     "CorruptError",
     "Error",
     "ForeignRow",
     "MigrationError",
     "Mismatch",
+    "NoSuchDatabaseError",
     "NotAKvstoreFileError",
     "Problem",
     "ReadOnlyError",
+    "RetryableError",
     "SchemaProblem",
     "SchemaTooNewError",
     "StorageFullError",
+    "UnreachableError",
     "Stopwatch",
     "Store",
     "open",

@@ -29,6 +29,7 @@ import click
 import kvstore
 import kvstore.validate
 from kvstore.files import remove_database
+from kvstore.postgresql import SCHEMES as POSTGRESQL_SCHEMES
 from kvstore.timer import stopwatch
 from kvstore.store import Store, Strategy
 from kvstore.units import format_duration, format_size
@@ -85,7 +86,8 @@ def open_store(path: str, items: int, rebuild: bool = False) -> tuple[Store, boo
     A store holding something else is refused (kvstore.Error) unless ``rebuild``, which
     deletes it first. A foreign file is never deleted: ``kvstore.open`` refuses it.
     """
-    if os.path.exists(path):
+    url = path.startswith(POSTGRESQL_SCHEMES)
+    if url or os.path.exists(path):
         db = kvstore.open(path)
         held = len(db)
         if held == 0:
@@ -98,7 +100,12 @@ def open_store(path: str, items: int, rebuild: bool = False) -> tuple[Store, boo
                 f"{path} already holds {held:,} item{'s' if held != 1 else ''}, not the demo's {items:,} foods; "
                 "pass --rebuild to delete and rebuild it, or choose another --path"
             )
-        remove_database(path)
+        if url:
+            from kvstore.postgresql.schema import remove
+
+            remove(path, "kvstore")
+        else:
+            remove_database(path)
     return kvstore.open(path), False
 
 
@@ -216,7 +223,8 @@ def _verdict(timings: list[FoodTiming]) -> str:
 @click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int,
               help="Seed for the random keys and foods; the same seed builds the same store.")
 @click.option("--path", default=DEFAULT_PATH, show_default=True, type=click.Path(dir_okay=False),
-              help="The store to build (or reuse, when it already holds the demo).")
+              help="The store to build (or reuse, when it already holds the demo): a file, or a "
+              "postgresql:// URL (the store goes in its schema kvstore).")
 @click.option("--rebuild", is_flag=True,
               help="Delete the store at --path (only if it is a kvstore file) and build it afresh.")
 @click.option("--repeats", default=DEFAULT_REPEATS, show_default=True, type=click.IntRange(1, 1000),

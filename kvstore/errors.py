@@ -84,3 +84,23 @@ def translate(exc: sqlite3.Error, path: str) -> Exception:
     if isinstance(exc, sqlite3.DataError):
         return ValueError(f"{path}: SQLite rejected the data: {exc}")
     return Error(f"{path}: {exc}")
+
+
+class UnreachableError(Error):
+    """The database server could not be reached (down, wrong host or port, network)."""
+
+
+class AccessDeniedError(Error):
+    """The server refused the credentials, or the role may not use the database or schema."""
+
+
+class NoSuchDatabaseError(Error):
+    """The URL names a database that does not exist on the server."""
+
+
+class RetryableError(BusyError):
+    """PostgreSQL broke a deadlock or a serialization conflict by rolling back this transaction.
+
+    Raised only from a ``transaction()`` block (a single call is retried by kvstore itself):
+    nothing written in the block was kept; run the whole block again.
+    """

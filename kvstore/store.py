@@ -26,6 +26,7 @@ from kvstore.files import initialize
 from kvstore.bulk import BulkWrites
 from kvstore.reads import Reads, Strategy as Strategy  # re-exported: the count strategies
 from kvstore.pool import OPENING, ConnectionPool
+from kvstore.postgresql import SCHEMES as POSTGRESQL_SCHEMES
 from kvstore.session import PAGE  # noqa: F401 (re-exported: iteration's page size)
 
 if TYPE_CHECKING:  # kvstore.upkeep is imported by verify() and repair(), not at start-up
@@ -408,8 +409,16 @@ def open(  # noqa: A001 - mirrors the built-in on purpose: kvstore.open(path)
     readonly: bool = False,
     mmap_size: int = DEFAULT_MMAP_SIZE,
     bulk_cache: int = 160 * 2**20,
+    schema: str | None = None,
 ) -> Store:
-    """Open (creating or upgrading as needed) the kvstore file at ``path``.
+    """Open (creating or upgrading as needed) the kvstore file at ``path``, or a PostgreSQL store.
+
+    ``path`` may be a PostgreSQL URL (``postgresql://user:password@host:port/database``, or
+    ``postgresql://user@/database?host=/var/run/postgresql`` for a Unix socket): the store then
+    lives in the schema ``schema`` of that database (default ``kvstore``), created on first open,
+    and behaves as a file's store does (see kvstore.postgresql; needs ``kvstore[postgresql]``).
+    ``timeout``, ``durable`` and ``readonly`` mean the same there; ``mmap_size`` and
+    ``bulk_cache`` are SQLite's and are ignored.
 
     ``path``: a file path (an empty file becomes a new store), or ``":memory:"`` for a private
     in-memory store shared by this store's threads and gone when it closes. ``timeout``:
@@ -423,5 +432,14 @@ def open(  # noqa: A001 - mirrors the built-in on purpose: kvstore.open(path)
     may use while it runs (0: the normal 32 MiB), so that loads of many millions of pairs stay
     linear.
     """
-    return Store(path, Options(timeout=timeout, durable=durable, readonly=readonly, mmap_size=mmap_size,
-                               bulk_cache=bulk_cache))
+    options = Options(timeout=timeout, durable=durable, readonly=readonly, mmap_size=mmap_size, bulk_cache=bulk_cache)
+    if isinstance(path, str) and path.startswith(POSTGRESQL_SCHEMES):
+        try:
+            from kvstore.postgresql.store import DEFAULT_SCHEMA, PostgresStore
+        except ImportError as exc:
+            raise Error(f"{path.split(':', 1)[0]}: URLs need the PostgreSQL driver: "
+                        f"pip install 'kvstore[postgresql]' ({exc})") from exc
+        return PostgresStore(path, DEFAULT_SCHEMA if schema is None else schema, options)  # type: ignore[return-value]
+    if schema is not None:
+        raise ValueError("schema= names a PostgreSQL schema; it cannot be used with a file path")
+    return Store(path, options)

@@ -21,7 +21,10 @@ config = context.config
 def run_on(connection: sa.Connection) -> None:
     # transactional_ddl: with the recipe below (or the caller's BEGIN IMMEDIATE) DDL really is
     # transactional on SQLite, so a failing migration rolls back whole.
-    context.configure(connection=connection, target_metadata=metadata, transactional_ddl=True)
+    # On PostgreSQL a store is one schema, which also holds its alembic_version table.
+    schema = config.attributes.get("schema")
+    context.configure(connection=connection, target_metadata=metadata, transactional_ddl=True,
+                      version_table_schema=schema)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -58,11 +58,15 @@ class StoreMachine(RuleBasedStateMachine):
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="kvstore-model-")
         self.path = os.path.join(self.dir, "model.db")
-        self.db = kvstore.open(self.path)
+        self.db = self.open()
         self.model: dict = {}
         # One saved copy of the model per open transaction level, to roll back to.
         self.saved: list[dict] = []
         self.contexts: list = []
+
+    def open(self) -> kvstore.Store:
+        """The store under test (tests/test_pg_store.py runs this machine on PostgreSQL)."""
+        return kvstore.open(self.path)
 
     def teardown(self) -> None:
         while self.contexts:
@@ -141,7 +145,7 @@ class StoreMachine(RuleBasedStateMachine):
     @rule()
     def reopen(self):
         self.db.close()
-        self.db = kvstore.open(self.path)
+        self.db = self.open()
 
     # -- batch reads -------------------------------------------------------------------
 

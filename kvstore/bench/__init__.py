@@ -307,6 +307,8 @@ def main(
               help="Also load stores of about MIB MiB of large values (1 KB to 1 MiB) and report file ÷ data "
                    "[default: 0, skipped].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar on stderr.")
+@click.option("--target", metavar="URL", help="Measure a PostgreSQL store at URL instead, beside raw psycopg on the "
+              "same server (latency, 8 contending writers, bulk update); uses schemas kvstore_bench*.")
 def command(
     sizes: str,
     quick: bool,
@@ -319,12 +321,22 @@ def command(
     folder: str | None,
     quiet: bool,
     large_values: float,
+    target: str | None,
 ) -> None:
     """Measure count/get/set latency, bulk loads and space, beside raw sqlite3 and peers.
 
     Each kvstore figure is shown beside raw sqlite3 doing the same work on the same file,
-    with the ratio kvstore/raw (lower is better; 1.00× means no overhead).
+    with the ratio kvstore/raw (lower is better; 1.00× means no overhead). With --target URL,
+    a PostgreSQL store beside raw psycopg instead (--sizes: its first size is the store's).
     """
+    if target:
+        from kvstore.bench import postgresql
+
+        size = (list(QUICK_SIZES) if quick else parse_sizes(sizes))[0]
+        report = postgresql.run(target, items=size, bulk=size, seconds=1.0 if quick else 3.0, budget=budget,
+                                repeat=repeat or (1 if quick else 3))
+        click.echo(json.dumps(report, indent=2) if as_json else postgresql.render(report))
+        return
     main(
         sizes=sizes,
         quick=quick,

@@ -13,9 +13,11 @@ from typing import IO, Any
 
 import click
 
-from kvstore.cli.options import KEY_TYPES, VALUE_TYPES, Command, db_argument, open_store, phrase, plural, require
+from kvstore.cli.options import (
+    KEY_TYPES, VALUE_TYPES, Command, db_argument, exists, is_url, open_store, phrase, plural, remove, require,
+)
 from kvstore.cli.output import FORMATS, format_options, stdout_text
-from kvstore.files import remove_database
+from kvstore.store import Store
 
 REDRAW_EVERY = 0.2
 """Seconds between two redraws of the pairs-loaded line on a terminal."""
@@ -69,7 +71,7 @@ def load(db: str, file: IO[bytes], fmt: str | None, key_type: str | None, value_
         raise click.UsageError(f"cannot tell the format of {source}; pass --csv, --tsv, --nl or --json")
     if chosen in (formats.Format.JSONL, formats.Format.JSON) and (key_type or value_type):
         raise click.UsageError("--key-type and --value-type apply to CSV/TSV only; JSON carries its own types")
-    created = not os.path.exists(db)
+    created = not exists(db)
     try:
         with open_store(db, create=True) as store, _Progress(file, source) as progress:
             before = len(store)
@@ -78,7 +80,7 @@ def load(db: str, file: IO[bytes], fmt: str | None, key_type: str | None, value_
             after = len(store)
     except BaseException as exc:
         if created:
-            remove_database(db)  # the store this command created and failed to fill
+            remove(db)  # the store this command created and failed to fill
         if isinstance(exc, formats.TypeConflictError):
             raise click.UsageError(phrase(str(exc), db)) from None
         raise
@@ -199,6 +201,12 @@ def vacuum(db: str) -> None:
     """
     with open_store(db) as store:
         require(store, "vacuum")
-        before = os.path.getsize(db)
+        before = _size(db, store)
         store.vacuum()
-    click.echo(f"Vacuumed {db}: {before:,} bytes before, {os.path.getsize(db):,} after.")
+        after = _size(db, store)
+    click.echo(f"Vacuumed {db}: {before:,} bytes before, {after:,} after.")
+
+
+def _size(db: str, store: Store) -> int:
+    """The file's size, or a PostgreSQL store's tables and indexes."""
+    return store.stats()["file"]["bytes"] if is_url(db) else os.path.getsize(db)

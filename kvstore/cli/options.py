@@ -29,6 +29,7 @@ VALUE_TYPES = ("str", "int", "float", "bytes")
 """As in kvstore.formats (a test checks), without importing it at startup."""
 DEFAULT_TIMEOUT = 5.0
 _TIMEOUT, _TIMER, _DB, _MMAP = "kvstore.timeout", "kvstore.timer", "kvstore.db", "kvstore.mmap_size"
+_SCHEMA = "kvstore.schema"
 
 
 # -- global options ------------------------------------------------------------------------
@@ -90,6 +91,32 @@ def mmap_option() -> click.Option:
                         "for files on storage that may fail or be truncated by other programs) [default: 1 GiB]")
 
 
+def _set_schema(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.find_root().meta[_SCHEMA] = value
+
+
+def schema_option() -> click.Option:
+    return click.Option(["--schema"], metavar="NAME", expose_value=False, callback=_set_schema,
+                        help="For a PostgreSQL URL: the schema that holds the store [default: kvstore]")
+
+
+def is_url(db: str) -> bool:
+    """DB names a PostgreSQL database (postgresql://...) rather than a file."""
+    from kvstore.postgresql import is_url as url
+
+    return url(db)
+
+
+def schema() -> str:
+    """The --schema given, or the default; refused for a file (it would be silently ignored)."""
+    meta = click.get_current_context().find_root().meta
+    db = meta.get(_DB, "")
+    if _SCHEMA in meta and not is_url(db):
+        raise click.UsageError("--schema names a PostgreSQL schema; it applies to postgresql:// URLs only")
+    return str(meta.get(_SCHEMA, "kvstore"))
+
+
 def add_global_options(command: click.Command, timeout: bool = True) -> click.Command:
     """Let --timer (and --timeout, --mmap-size) follow the command too: ``kvstore count DB v --timer``."""
     names = {opt for param in command.params for opt in param.opts}
@@ -99,6 +126,8 @@ def add_global_options(command: click.Command, timeout: bool = True) -> click.Co
         command.params.append(timeout_option())
     if timeout and "--mmap-size" not in names:
         command.params.append(mmap_option())
+    if timeout and "--schema" not in names:
+        command.params.append(schema_option())
     return command
 
 
@@ -177,8 +206,14 @@ def timeout() -> float:
 
 
 def open_store(path: str, *, create: bool = False) -> Store:
-    """Open DB with the --timeout given; commands that only read never create a file."""
+    """Open DB with the --timeout given; commands that only read never create a file (or schema)."""
     click.get_current_context().find_root().meta[_DB] = path
+    if is_url(path):
+        if not create and not exists(path):
+            raise click.ClickException(f"{path}: no kvstore store in schema {schema()!r}; check the URL and "
+                                       "--schema, or create one with `kvstore set` or `kvstore load`")
+        return kvstore.open(path, timeout=timeout(), schema=schema())
+    schema()  # refuses --schema with a file
     if not create and not os.path.exists(path):
         raise click.ClickException(
             f"{path}: no such store; check the path, or create one with `kvstore set` or `kvstore load`"
@@ -187,6 +222,29 @@ def open_store(path: str, *, create: bool = False) -> Store:
     if _MMAP in meta:
         return kvstore.open(path, timeout=timeout(), mmap_size=meta[_MMAP])
     return kvstore.open(path, timeout=timeout())
+
+
+def exists(db: str) -> bool:
+    """Whether DB (a file, or a URL with --schema) holds a store already."""
+    click.get_current_context().find_root().meta[_DB] = db
+    if not is_url(db):
+        return os.path.exists(db)
+    from kvstore.postgresql import schema as schemas
+
+    return schemas.revision(schemas.settings_for(db, timeout()), schema()) is not None
+
+
+def remove(db: str) -> None:
+    """Delete the store DB (a file and its journals, or a PostgreSQL store's schema)."""
+    click.get_current_context().find_root().meta[_DB] = db
+    if is_url(db):
+        from kvstore.postgresql import schema as schemas
+
+        schemas.remove(db, schema(), timeout())
+        return
+    from kvstore.files import remove_database
+
+    remove_database(db)
 
 
 def require(store: Store, method: str) -> None:

@@ -6,12 +6,11 @@ show them (x'00ff'), numbers with separators, `kvstore repair DB` where the API 
 
 from __future__ import annotations
 
-import os
 import re
 
 import click
 
-from kvstore.cli.options import Command, db_argument, describe, open_store, phrase, plural, timeout
+from kvstore.cli.options import Command, db_argument, describe, exists, is_url, open_store, phrase, plural, schema, timeout
 from kvstore.cli.output import emit, output_options
 from kvstore.upkeep import ForeignRow, Mismatch, Problem
 
@@ -145,8 +144,8 @@ def migrate(db: str, target: str, yes: bool) -> None:
     from kvstore.connection import Options
     from kvstore.constants import HEAD_REVISION, KNOWN_REVISIONS
 
-    if not os.path.exists(db):
-        raise click.ClickException(f"{db}: no such store; check the path")
+    if not exists(db):
+        raise click.ClickException(f"{db}: no such store; check the path" + (" and --schema" if is_url(db) else ""))
     known = ("head", "base", *KNOWN_REVISIONS)
     if target not in known:
         raise click.BadParameter(f"{target!r} is not a revision kvstore knows; use one of: {', '.join(known)}",
@@ -155,12 +154,20 @@ def migrate(db: str, target: str, yes: bool) -> None:
         raise click.ClickException(f"{db}: moving to base drops the items table and every item in it; "
                                    "pass --yes if that is what you want")
     goal = {"head": HEAD_REVISION, "base": None}.get(target, target)
-    options = Options(timeout=timeout())
-    current = migrations.current_revision(db, options)
+    if is_url(db):
+        from kvstore.postgresql import schema as schemas
+
+        current = schemas.revision(schemas.settings_for(db, timeout()), schema())
+        if current != goal:
+            schemas.migrate(db, schema(), target, timeout())
+    else:
+        options = Options(timeout=timeout())
+        current = migrations.current_revision(db, options)
+        if current != goal:
+            migrations.migrate(db, target, options)
     if current == goal:
         click.echo(f"{db}: at revision {_revision(current, HEAD_REVISION)}; nothing to do.")
         return
-    migrations.migrate(db, target, options)
     click.echo(f"{db}: migrated from revision {_revision(current, HEAD_REVISION)} to {_revision(goal, HEAD_REVISION)}.")
 
 

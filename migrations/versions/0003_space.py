@@ -54,6 +54,8 @@ _OLD_ITEMS = "kvstore_items_old"
 
 
 def upgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        return  # a PostgreSQL store is created whole by 0001 (see postgresql_schema() there)
     for statement in drop_statements(TRIGGERS_V1):
         op.execute(statement)
     with _items_rebuilt() as old:
@@ -72,6 +74,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        return
     for statement in drop_statements(TRIGGERS_V2):
         op.execute(statement)
     with _items_rebuilt() as old:

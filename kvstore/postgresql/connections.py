@@ -1,0 +1,257 @@
+"""Connections to a PostgreSQL store: one per thread, never shared across a fork; errors.
+
+Prepared statements live on a connection, so each thread keeps its own (a pool checkout per
+call costs more than the statement, see the guide). A connection inherited through
+``os.fork()`` belongs to the parent's server session: the child never uses or closes it
+(psycopg's libpq wrapper finishes a connection only in the process that opened it), and
+opens its own on first use. A ``transaction()`` block open at the fork cannot go on in the
+child: its writes would silently autocommit one by one, so they are refused.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+from kvstore.errors import (
+    AccessDeniedError,
+    BusyError,
+    Error,
+    NoSuchDatabaseError,
+    ReadOnlyError,
+    RetryableError,
+    StorageFullError,
+    UnreachableError,
+)
+
+_inherited: list[Any] = []
+"""Connections a forked child found: kept referenced so that nothing ever finalizes them here."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every connection of one store is opened with."""
+
+    url: str
+    """A libpq URL (``postgresql://``), without SQLAlchemy's ``+psycopg``."""
+    timeout: float = 5.0
+    durable: bool = False
+    readonly: bool = False
+
+    @property
+    def where(self) -> str:
+        """The URL without its password, for messages."""
+        return redacted(self.url)
+
+
+def redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def libpq_url(url: str) -> str:
+    """``url`` as libpq reads it: SQLAlchemy's ``postgresql+psycopg://`` spelling accepted."""
+    for scheme in ("postgresql+psycopg://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql://" + url[len(scheme):]
+    return url
+
+
+def connect(settings: Settings) -> psycopg.Connection[Any]:
+    """A new autocommit connection with the store's session settings.
+
+    The settings travel in the startup packet (no extra round trip): ``lock_timeout`` is the
+    store's ``timeout`` (a write waiting longer for another writer's row lock raises
+    BusyError, as on SQLite); ``durable=True`` insists on ``synchronous_commit = on`` even if
+    the server or role defaults to off; ``readonly=True`` makes every transaction read-only.
+    """
+    options = [f"-c lock_timeout={_millis(settings.timeout)}"]
+    if settings.durable:
+        options.append("-c synchronous_commit=on")
+    if settings.readonly:
+        options.append("-c default_transaction_read_only=on")
+    kwargs: dict[str, Any] = {"autocommit": True, "options": " ".join(options), "prepare_threshold": 1}
+    if math.isfinite(settings.timeout):
+        kwargs["connect_timeout"] = max(2, math.ceil(settings.timeout))
+    try:
+        return psycopg.connect(settings.url, **kwargs)
+    except psycopg.Error as exc:
+        raise translate(exc, settings.where) from exc
+
+
+def _millis(seconds: float) -> int:
+    if not math.isfinite(seconds):
+        return 0  # PostgreSQL: no limit
+    return max(1, round(seconds * 1000))
+
+
+class Connections:
+    """The connections of one store: this thread's on demand, all of them closed by close()."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.closed: str | None = None
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._pid = os.getpid()
+        self._open: dict[int, tuple[weakref.ref[threading.Thread], psycopg.Connection[Any]]] = {}
+
+    def get(self) -> psycopg.Connection[Any]:
+        """This thread's connection (opened on first use, or first use after a fork)."""
+        if self.closed:
+            raise Error(f"{self.settings.where}: {self.closed}")
+        local = self._local
+        conn: psycopg.Connection[Any] | None = getattr(local, "conn", None)
+        if conn is not None and local.pid == _PID[0]:
+            return conn
+        return self._new()
+
+    @property
+    def depth(self) -> int:
+        """How many transaction() blocks this thread has open on its connection."""
+        return getattr(self._local, "depth", 0) if getattr(self._local, "pid", None) == _PID[0] else 0
+
+    @depth.setter
+    def depth(self, value: int) -> None:
+        self._local.depth = value
+
+    @property
+    def lost(self) -> Exception | None:
+        """The error that aborted this thread's open transaction, if one did."""
+        return getattr(self._local, "lost", None)
+
+    @lost.setter
+    def lost(self, error: Exception | None) -> None:
+        self._local.lost = error
+
+    def _new(self) -> psycopg.Connection[Any]:
+        local = self._local
+        if getattr(local, "depth", 0) and getattr(local, "pid", None) != _PID[0]:
+            raise Error(f"{self.settings.where}: this process was forked inside a transaction() "
+                        "block, which cannot go on here (its connection belongs to the parent); "
+                        "fork outside transaction() blocks")
+        with self._lock:
+            if self._pid != _PID[0]:  # first use in a forked child: the parent's are not ours
+                _inherited.extend(conn for _, conn in self._open.values())
+                self._open.clear()
+                self._pid = _PID[0]
+            for ident, (thread, old) in list(self._open.items()):
+                if thread() is None or not thread().is_alive():  # type: ignore[union-attr]
+                    del self._open[ident]
+                    _close(old)
+        conn = connect(self.settings)
+        with self._lock:
+            if self.closed:
+                _close(conn)
+                raise Error(f"{self.settings.where}: {self.closed}")
+            me = threading.current_thread()
+            self._open[me.ident or 0] = (weakref.ref(me), conn)
+        local.conn, local.pid, local.depth, local.lost = conn, _PID[0], 0, None
+        return conn
+
+    def forget(self) -> None:
+        """Drop this thread's connection (after the server closed it); the next call reconnects."""
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        self._local.depth = 0
+        self._local.lost = None
+        if conn is not None:
+            with self._lock:
+                self._open.pop(threading.get_ident(), None)
+            _close(conn)
+
+    def close(self, reason: str) -> None:
+        """Close every connection; calls in progress in other threads finish first."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = reason
+            conns = [conn for _, conn in self._open.values()] if self._pid == _PID[0] else []
+            self._open.clear()
+        for conn in conns:
+            with conn.lock:  # psycopg holds this lock while a statement runs
+                _close(conn)
+
+
+def _close(conn: psycopg.Connection[Any]) -> None:
+    try:
+        conn.close()
+    except psycopg.Error:
+        pass
+
+
+_PID = [os.getpid()]
+
+
+def _after_fork() -> None:
+    _PID[0] = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+# SQLSTATE classes and codes (PostgreSQL, Appendix A) and the kvstore error they become.
+_RETRY = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
+_BY_STATE: dict[str, tuple[type[Exception], str]] = {
+    "55P03": (BusyError, "another connection held a lock for longer than the timeout; retry, or "
+                         "wait longer (timeout= in Python, --timeout on the command line)"),
+    "25006": (ReadOnlyError, "the store is read-only (readonly=True, a read-only role or a hot "
+                             "standby); open it for writing on the primary"),
+    "53100": (StorageFullError, "the server's disk is full; nothing of the failed write was kept"),
+    "54000": (ValueError, "a key or value is larger than PostgreSQL can index (keys: about "
+                          "2,700 bytes); use a shorter key"),
+    "28P01": (AccessDeniedError, "the server refused the password; check the URL's user and password"),
+    "28000": (AccessDeniedError, "the server refused this user; check pg_hba.conf and the URL's user"),
+    "42501": (AccessDeniedError, "permission denied; the role needs USAGE and CREATE on the "
+                                 "store's schema, or ask its owner for access"),
+    "3D000": (NoSuchDatabaseError, "the database does not exist; create it (createdb) or fix the URL"),
+    "3F000": (Error, "the store's schema does not exist any more (dropped while open?)"),
+    "42P01": (Error, "the store's tables are missing (dropped while open?); open it again to recreate them"),
+}
+
+
+def translate(exc: psycopg.Error, where: str) -> Exception:
+    """Turn a psycopg exception into the kvstore exception a user can act on."""
+    state = getattr(exc, "sqlstate", None) or ""
+    text = str(exc).strip()
+    if state in _RETRY:
+        return RetryableError(f"{where}: PostgreSQL rolled back the transaction to break a "
+                              f"deadlock or serialization conflict; nothing written in the "
+                              f"transaction() block was kept: run the block again ({text})")
+    if state in _BY_STATE:
+        cls, message = _BY_STATE[state]
+        return cls(f"{where}: {message} (PostgreSQL said: {text})")
+    if state.startswith("08") or state.startswith("57P") or (not state and isinstance(exc, psycopg.OperationalError)):
+        lowered = text.lower()
+        if "password" in lowered or "authentication" in lowered:
+            return AccessDeniedError(f"{where}: the server refused the credentials; check the URL's "
+                                     f"user and password ({text})")
+        if "database" in lowered and "does not exist" in lowered:
+            return NoSuchDatabaseError(f"{where}: the database does not exist; create it or fix "
+                                       f"the URL ({text})")
+        return UnreachableError(f"{where}: cannot reach the PostgreSQL server; check that it "
+                                f"runs and the URL's host and port ({text})")
+    if isinstance(exc, psycopg.DataError):
+        return ValueError(f"{where}: PostgreSQL rejected the data: {text}")
+    return Error(f"{where}: {text}")
+
+
+def retryable(exc: BaseException) -> bool:
+    """A deadlock or serialization failure: a single statement may simply run again."""
+    return getattr(exc, "sqlstate", None) in _RETRY
+
+
+def lost(exc: BaseException) -> bool:
+    """The connection itself is gone (server restart, network): reconnect on the next call."""
+    state = getattr(exc, "sqlstate", None) or ""
+    return isinstance(exc, psycopg.OperationalError) and (not state or state.startswith(("08", "57P")))

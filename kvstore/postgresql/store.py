@@ -1,0 +1,570 @@
+"""The Store on PostgreSQL: the same mapping, counting and upkeep API as on SQLite.
+
+Every key and value travels as one ``bytea`` (kvstore.postgresql.encoding); counts are kept
+by statement-level triggers (kvstore.postgresql.ddl), so a call here is one statement and
+the hot paths are raw psycopg on this thread's connection, prepared on first use.
+Differences from SQLite, all on the server's side: a key's encoding is limited to about
+2,700 bytes (a B-tree entry), ``backup()`` writes a SQLite file, and an error inside a
+``transaction()`` block aborts the whole block (PostgreSQL cannot go on after a failed
+statement), which then raises when it ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import time
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, MutableMapping, ValuesView
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Self, cast
+
+import psycopg
+
+from kvstore import ranges
+from kvstore.connection import Options
+from kvstore.errors import Error
+from kvstore.postgresql import encoding, schema as schemas
+from kvstore.postgresql.connections import Connections, Settings, libpq_url, lost, redacted, retryable, translate
+from kvstore.postgresql.encoding import decode, encode, value_id
+from kvstore.postgresql.statements import Statements
+from kvstore.validate import Key, Value, check_key, check_pair, check_stored_key, check_value, INT_MAX, INT_MIN
+
+if TYPE_CHECKING:
+    from kvstore.upkeep import Problem
+
+DEFAULT_SCHEMA = "kvstore"
+PAGE = 1000
+"""Rows fetched per query when iterating; no statement stays open while the caller runs."""
+SMALL = 64
+"""update() of fewer pairs runs plain upserts; more go through COPY and one merge statement."""
+RETRIES = 5
+"""Times a single statement is run again after PostgreSQL broke a deadlock or conflict."""
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
+_MISSING = object()
+
+
+class PostgresStore(MutableMapping):  # type: ignore[type-arg]
+    """A dict-like store of ``key -> value`` in one PostgreSQL schema, with instant ``count(value)``.
+
+    Thread-safe (a connection per thread) and fork-safe (a child opens its own); any number
+    of processes on any number of machines may use one store at once.
+    """
+
+    def __init__(self, url: str, schema: str = DEFAULT_SCHEMA, options: Options | None = None) -> None:
+        if type(schema) is not str or not _NAME.match(schema):
+            raise ValueError(f"schema must be a plain PostgreSQL name (letters, digits, _; at most 63), "
+                             f"not {schema!r}")
+        self.url = url
+        self.schema = schema
+        self.options = options or Options()
+        self.path = f"{redacted(url)} (schema {schema})"
+        settings = Settings(libpq_url(url), self.options.timeout, self.options.durable, self.options.readonly)
+        schemas.ensure(settings, schema)
+        self._conns = Connections(settings)
+        self._sql = Statements.for_schema(schema)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._conns.closed:
+            raise Error(f"{self.path}: {self._conns.closed}")
+        return (PostgresStore, (self.url, self.schema, self.options))
+
+    def __repr__(self) -> str:
+        return f"<kvstore.PostgresStore {self.path!r} ({'closed' if self._conns.closed else 'open'})>"
+
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
+    def close(self) -> None:
+        """Close every connection; using the store afterwards raises kvstore.Error."""
+        self._conns.close("the store is closed; open it again with kvstore.open()")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- running statements ----------------------------------------------------------------
+
+    def _run(self, query: str, params: Any = (), many: bool = False) -> list[Any]:
+        """Run one statement on this thread's connection; its rows (empty for a write).
+
+        Outside transaction() a deadlock or serialization failure is retried (the statement
+        was rolled back whole); inside, it ends the block with a RetryableError.
+        """
+        conns = self._conns
+        for attempt in itertools.count():
+            conn = conns.get()
+            lost_error = conns.lost
+            if lost_error is not None:
+                raise Error(f"{self.path}: the transaction was aborted by an earlier error ({lost_error}); "
+                            "nothing written in this transaction() block will be kept: let the block end and run it again")
+            try:
+                cursor = conn.execute(query, params, prepare=True, binary=True)
+                return cursor.fetchall() if cursor.description is not None else []
+            except psycopg.Error as exc:
+                if conns.depth == 0 and retryable(exc) and attempt < RETRIES:
+                    time.sleep(0.001 * 2 ** attempt)
+                    continue
+                raise self._failed(exc) from exc
+        raise AssertionError("unreachable")
+
+    def _failed(self, exc: psycopg.Error) -> Exception:
+        error = translate(exc, self.path)
+        if self._conns.closed:
+            return Error(f"{self.path}: {self._conns.closed}")
+        if lost(exc):
+            self._conns.forget()
+        elif self._conns.depth:
+            self._conns.lost = error  # PostgreSQL aborted the block's transaction
+        return error
+
+    # -- the mapping ---------------------------------------------------------------------------
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        """The value stored under ``key``, or ``default``."""
+        if type(key) is not int or not INT_MIN <= key <= INT_MAX:
+            check_key(key)
+        rows = self._run(self._sql.get, (encode(key),))
+        return decode(rows[0][0]) if rows else default
+
+    def __getitem__(self, key: Key) -> Value:
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return cast(Value, value)
+
+    def set(self, key: Key, value: Value) -> None:
+        """Insert or overwrite; committed when this returns unless inside ``transaction()``."""
+        check_key(key)
+        check_value(value)
+        self._run(self._sql.upsert, (encode(key), encode(value)))
+
+    __setitem__ = set
+
+    def delete(self, key: Key) -> bool:
+        """Remove ``key``; True if it was there."""
+        check_stored_key(key)
+        if key is None:
+            return False
+        return bool(self._run(self._sql.pop, (encode(key),)))
+
+    def __delitem__(self, key: Key) -> None:
+        if not self.delete(key):
+            raise KeyError(key)
+
+    def pop(self, key: Key, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value (``default``, or KeyError, when missing); atomic."""
+        check_stored_key(key)
+        rows = self._run(self._sql.pop, (encode(key),)) if key is not None else []
+        if rows:
+            return decode(rows[0][0])
+        if default is _MISSING:
+            raise KeyError(key)
+        return default
+
+    def setdefault(self, key: Key, default: Any = None) -> Any:
+        """The value under ``key``; if missing, store ``default`` and return it. Atomic."""
+        check_key(key)
+        check_value(default)
+        encoded = encode(key), encode(default)
+        while True:
+            value = self.get(key, _MISSING)
+            if value is not _MISSING:
+                return value
+            if self._run(self._sql.insert_new, encoded):
+                return default
+            # Another writer stored the key between our read and our insert: read it again.
+
+    def incr(self, key: Key, delta: int | float = 1) -> int | float:
+        """Add ``delta`` to the number under ``key`` (a missing key starts at 0); the new value.
+
+        Atomic across threads, processes and machines (the row is locked while it changes).
+        Refused, changing nothing: a stored value that is not a number (TypeError), an int sum
+        beyond 64 bits (OverflowError), a NaN sum (ValueError).
+        """
+        check_key(key)
+        if type(delta) not in (int, float):
+            raise TypeError(f"incr() adds an int or a float, not {type(delta).__name__}")
+        check_value(delta)
+        encoded = encode(key)
+        with self.transaction():
+            rows = self._run(self._sql.lock_row, (encoded,))
+            if not rows:
+                if self._run(self._sql.insert_new, (encoded, encode(delta))):
+                    return delta
+                rows = self._run(self._sql.lock_row, (encoded,))
+            current = decode(rows[0][0])
+            if type(current) not in (int, float):
+                raise TypeError(f"incr(): the value under {key!r} is {type(current).__name__} "
+                                f"{current!r:.40}, not a number; nothing was changed")
+            total = current + delta  # type: ignore[operator]
+            if type(total) is int and not INT_MIN <= total <= INT_MAX:
+                raise OverflowError(f"incr(): {current} + {delta} does not fit in a signed 64-bit "
+                                    "integer; nothing was changed (add a float to count beyond it)")
+            if total != total:
+                raise ValueError(f"incr(): {key!r} + {delta!r} is not a number (NaN); nothing was changed")
+            self._run(self._sql.update, (encode(total), encoded))
+            return cast("int | float", total)
+
+    def popitem(self) -> tuple[Key, Value]:
+        """Remove and return the pair with the smallest key; KeyError when empty."""
+        while True:
+            rows = self._run(self._sql.pop_first)
+            if rows:
+                return cast(Key, decode(rows[0][0])), cast(Value, decode(rows[0][1]))
+            if not self._run(self._sql.any_row):
+                raise KeyError("popitem(): the store is empty")
+
+    def __contains__(self, key: object) -> bool:
+        return self.get(key, _MISSING) is not _MISSING  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return int(self._run(self._sql.length)[0][0])
+
+    def __iter__(self) -> Iterator[Key]:
+        return (decode(key) for (key,) in self._pages(self._sql.keys_first, self._sql.keys_after, ()))
+
+    def keys(  # type: ignore[override]
+        self, start: Key | None = None, stop: Key | None = None, *, prefix: str | bytes | None = None
+    ) -> KeysView[Key] | Iterator[Key]:
+        """The keys in key order (ints, then strings, then bytes); ranges as on SQLite."""
+        if start is None and stop is None and prefix is None:
+            return KeysView(self)
+        return (key for key, _ in self._range(start, stop, prefix, self._sql.keys_first, self._sql.keys_after))
+
+    def items(  # type: ignore[override]
+        self, start: Key | None = None, stop: Key | None = None, *, prefix: str | bytes | None = None
+    ) -> ItemsView[Key, Value] | Iterator[tuple[Key, Value]]:
+        """``(key, value)`` pairs in key order, read a page at a time; ranges as for keys()."""
+        if start is None and stop is None and prefix is None:
+            return _Items(self)
+        return self._range(start, stop, prefix, self._sql.items_first, self._sql.items_after)
+
+    def values(self) -> ValuesView[Value]:
+        """A view of the values in key order, read a page at a time."""
+        return _Values(self)
+
+    def _range(self, start: Any, stop: Any, prefix: Any, first: str, after: str) -> Iterator[Any]:
+        lower, upper = ranges.bounds(start, stop, prefix)
+        bound = None if upper is None else encode(upper)
+        for row in self._pages(first, after, (), lower=encode(lower)):
+            if bound is not None and row[0] >= bound:
+                return
+            yield (decode(row[0]), decode(row[1]) if len(row) > 1 else None)
+
+    def _pages(self, first: str, after: str, params: tuple[Any, ...], lower: bytes | None = None) -> Iterator[Any]:
+        """Rows in key order, PAGE at a time, paging by "key after the last one seen"."""
+        start = encode(ranges.LOWEST) if lower is None else lower
+        rows = self._run(first, (*params, start, PAGE))
+        while rows:
+            yield from rows
+            if len(rows) < PAGE:
+                return
+            rows = self._run(after, (*params, rows[-1][0], PAGE))
+
+    def _item_pages(self) -> Iterator[tuple[Key, Value]]:
+        return ((cast(Key, decode(k)), cast(Value, decode(v)))
+                for k, v in self._pages(self._sql.items_first, self._sql.items_after, ()))
+
+    # -- counting ------------------------------------------------------------------------------
+
+    def count(self, value: Value, strategy: str = "counts") -> int:
+        """How many keys hold ``value`` (0 if none); strategies as on SQLite.
+
+        ``counts`` sums the value's few shard rows (one index range); ``group_by`` counts its
+        entries in the value index; ``scan`` reads every row.
+        """
+        check_value(value)
+        queries = {"counts": self._sql.count, "group_by": self._sql.count_group_by, "scan": self._sql.count_scan}
+        try:
+            query = queries[strategy]
+        except (KeyError, TypeError):
+            raise ValueError(f"unknown count strategy {strategy!r}; use one of: {', '.join(queries)}") from None
+        return int(self._run(query, (value_id(value),))[0][0])
+
+    def get_many(self, keys: Iterable[Key]) -> dict[Key, Value]:
+        """The stored pairs among ``keys``, in the order of ``keys``, in one statement (one snapshot)."""
+        asked = [check_key(key) for key in keys]
+        if not asked:
+            return {}
+        encoded = [encode(key) for key in asked]
+        found = dict(self._run(self._sql.get_many, (encoded,)))
+        result: dict[Key, Value] = {}
+        for key, data in zip(asked, encoded, strict=True):
+            if data in found and key not in result:
+                result[key] = cast(Value, decode(found[data]))
+        return result
+
+    def count_many(self, values: Iterable[Value]) -> dict[Value, int]:
+        """How many keys hold each of ``values``, all counted in one statement (one snapshot)."""
+        asked = [check_value(value) for value in values]
+        if not asked:
+            return {}
+        ids = [value_id(value) for value in asked]
+        found = dict(self._run(self._sql.count_many, (list(dict.fromkeys(ids)),)))
+        return {value: int(found.get(vid, 0)) for value, vid in zip(asked, ids, strict=True)}
+
+    def counts(self) -> dict[Value, int]:
+        """Every stored value with how many keys hold it, largest count first."""
+        return {cast(Value, decode(value)): int(n) for value, n in self._run(self._sql.counts)}
+
+    def most_common(self, n: int | None = None) -> list[tuple[Value, int]]:
+        """The ``n`` most held values with their counts, largest first (all when n is None)."""
+        if n is not None and type(n) is not int:
+            raise TypeError(f"n must be a whole number or None, not {type(n).__name__}")
+        if n is not None and n <= 0:
+            return []
+        rows = self._run(self._sql.counts)
+        return [(cast(Value, decode(value)), int(count)) for value, count in rows[:n]]
+
+    def keys_for(self, value: Value, limit: int | None = None) -> Iterator[Key]:
+        """The keys holding ``value`` (at most ``limit``), in key order, from the value index."""
+        check_value(value)
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise ValueError(f"limit must be a whole number 0 or more, or None; got {limit!r}")
+        vid = value_id(value)
+        keys = (cast(Key, decode(row[0])) for row in self._keys_for_pages(vid))
+        return keys if limit is None else itertools.islice(keys, limit)
+
+    def _keys_for_pages(self, vid: bytes) -> Iterator[Any]:
+        rows = self._run(self._sql.keys_for_first, (vid, PAGE))
+        while rows:
+            yield from rows
+            if len(rows) < PAGE:
+                return
+            rows = self._run(self._sql.keys_for_after, (vid, rows[-1][0], PAGE))
+
+    # -- transactions --------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Self]:
+        """Make the writes inside the block atomic; nested blocks are savepoints.
+
+        Commits when the outermost block ends normally and rolls back (to the block's start,
+        for a nested one) when it raises. A deadlock or serialization failure inside raises
+        kvstore.RetryableError: the block was rolled back whole; run it again.
+        """
+        conns = self._conns
+        depth = conns.depth
+        self._run("BEGIN" if depth == 0 else f"SAVEPOINT kvstore_{depth}")
+        conn = conns.get()
+        conns.depth = depth + 1
+        try:
+            yield self
+        except BaseException:
+            self._end(conn, depth, commit=False)
+            raise
+        self._end(conn, depth, commit=True)
+
+    def _end(self, conn: psycopg.Connection[Any], depth: int, commit: bool) -> None:
+        conns = self._conns
+        if conns.closed or conns.get() is not conn:
+            if commit:
+                raise Error(f"{self.path}: {conns.closed or 'the connection was lost'}; nothing written in the "
+                            "transaction() block was kept")
+            return
+        conns.depth = depth
+        name = f"kvstore_{depth}"
+        lost_error = conns.lost
+        try:
+            if not commit or lost_error is not None:
+                conn.execute("ROLLBACK" if depth == 0 else f"ROLLBACK TO SAVEPOINT {name}")
+                if depth:
+                    conn.execute(f"RELEASE SAVEPOINT {name}")
+                conns.lost = None
+                if commit and lost_error is not None:
+                    raise (type(lost_error) if isinstance(lost_error, Error) else Error)(
+                        f"{self.path}: the transaction was rolled back after an error that the block caught "
+                        f"({lost_error}); nothing written in the block was kept: run it again")
+                return
+            conn.execute("COMMIT" if depth == 0 else f"RELEASE SAVEPOINT {name}")
+        except psycopg.Error as exc:
+            if depth == 0 and not conn.closed:
+                try:
+                    conn.execute("ROLLBACK")
+                except psycopg.Error:
+                    pass
+            conns.lost = None
+            raise translate(exc, self.path) from exc
+
+    def _outside_transaction(self, what: str, why: str) -> None:
+        if self._conns.depth:
+            raise Error(f"{self.path}: {what} cannot run inside transaction() ({why}); call it outside")
+
+    # -- many pairs ----------------------------------------------------------------------------
+
+    def update(self, other: Any = (), /, **kwargs: Value) -> None:
+        """Write many pairs in one transaction; any bad pair rejects the whole batch.
+
+        Few pairs are upserted one by one; more are streamed with COPY into a temporary table
+        and merged with one INSERT ... ON CONFLICT, so the triggers apply one count delta per
+        distinct value however many pairs there are. A key given twice keeps its last value.
+        """
+        pairs: Iterable[Any] = _pairs(other)
+        if kwargs:
+            pairs = itertools.chain(pairs, kwargs.items())
+        stream = iter(pairs)
+        with self.transaction():
+            first = [_encoded(pair) for pair in itertools.islice(stream, SMALL)]
+            if len(first) < SMALL:
+                if first:
+                    self._many(first)
+                return
+            self._copy(itertools.chain(first, map(_encoded, stream)))
+
+    def _many(self, rows: list[tuple[bytes, bytes]]) -> None:
+        conn = self._conns.get()
+        try:
+            conn.cursor().executemany(self._sql.upsert, rows)
+        except psycopg.Error as exc:
+            raise self._failed(exc) from exc
+
+    def _copy(self, rows: Iterator[tuple[bytes, bytes]]) -> None:
+        conn = self._conns.get()
+        try:
+            conn.execute("CREATE TEMPORARY TABLE kvstore_load (seq bigint, key bytea, value bytea)")
+            cursor = conn.cursor()
+            with cursor.copy("COPY pg_temp.kvstore_load (seq, key, value) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["int8", "bytea", "bytea"])
+                for seq, (key, value) in enumerate(rows):
+                    copy.write_row((seq, key, value))
+            conn.execute(self._sql.merge)
+            conn.execute("DROP TABLE pg_temp.kvstore_load")
+        except psycopg.Error as exc:
+            raise self._failed(exc) from exc
+
+    def update_in_batches(self, pairs: Any, batch: int = 100_000, pause: float = 0.1) -> int:
+        """Write many pairs as a series of update() transactions of ``batch`` pairs; the count.
+
+        Each batch is all-or-nothing; a failure half-way keeps the batches already committed.
+        """
+        if type(batch) is not int or batch < 1:
+            raise ValueError(f"batch must be a whole number of pairs, 1 or more; got {batch!r}")
+        if not 0 <= pause < 60:
+            raise ValueError(f"pause must be 0 to 60 seconds; got {pause!r}")
+        self._outside_transaction("update_in_batches()", "it commits as it goes; use update() there")
+        stream, written = iter(_pairs(pairs)), 0
+        while True:
+            chunk = list(itertools.islice(stream, batch))
+            if not chunk:
+                return written
+            if written and pause:
+                time.sleep(pause)
+            try:
+                self.update(chunk)
+            except Exception as exc:
+                exc.add_note(f"update_in_batches(): {written:,} pairs were committed before this batch; "
+                             "nothing of this batch was kept")
+                raise
+            written += len(chunk)
+            if len(chunk) < batch:
+                return written
+
+    def clear(self) -> None:
+        """Remove every pair in one statement (the triggers apply one delta per value)."""
+        self._run(self._sql.clear)
+
+    # -- upkeep --------------------------------------------------------------------------------
+
+    def verify(self) -> list[Problem]:
+        """Every difference between the store and kvstore's model; empty when counts are exact."""
+        from kvstore.postgresql import upkeep
+
+        with self._snapshot():
+            return upkeep.problems(self._run, self.schema)
+
+    def repair(self) -> int:
+        """Restore what verify() reports, in one transaction; returns the problems fixed."""
+        from kvstore.postgresql import upkeep
+
+        with self.transaction():
+            return upkeep.repair(self._run, self.schema)
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """One REPEATABLE READ transaction (or the caller's), so that several queries agree."""
+        if self._conns.depth:
+            yield
+            return
+        self._run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        self._conns.depth = 1
+        try:
+            yield
+        finally:
+            self._conns.depth = 0
+            self._conns.lost = None
+            try:
+                self._conns.get().execute("COMMIT")
+            except psycopg.Error:
+                pass
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Rows and bytes of ``items`` (with its key index), the value index and ``counts``."""
+        from kvstore.postgresql import upkeep
+
+        with self._snapshot():
+            return upkeep.stats(self._run, self.schema)
+
+    def load(self, source: Any, format: Any = None, **options: Any) -> int:
+        """Load the pairs of a file in one transaction (see kvstore.Store.load)."""
+        from kvstore import formats
+
+        return formats.load(self, source, format, **options)  # type: ignore[arg-type]
+
+    def dump(self, dest: Any, format: Any = "jsonl") -> int:
+        """Write every pair, in key order, to a path or a file object, types kept."""
+        from kvstore import formats
+
+        return formats.dump(self, dest, format)  # type: ignore[arg-type]
+
+    def backup(self, dest: str | os.PathLike[str]) -> None:
+        """Copy the store, as of one moment, into the new kvstore SQLite file ``dest``.
+
+        Reads in one REPEATABLE READ snapshot while others go on writing; the file is a
+        complete embedded store (``kvstore.open(dest)``). An existing ``dest`` is refused.
+        """
+        self._outside_transaction("backup()", "it reads its own snapshot")
+        from kvstore import files
+        from kvstore.store import Store
+
+        target = os.path.abspath(files.check_path(dest))
+        if os.path.lexists(target):
+            raise Error(f"{target}: already exists; backup() writes a new file only: "
+                        "choose another path or remove it first")
+        with self._snapshot(), Store(target) as out:
+            out.update(self._item_pages())
+
+    def vacuum(self) -> None:
+        """Rewrite the tables without dead space (VACUUM FULL: blocks the store while it runs)."""
+        self._outside_transaction("vacuum()", "PostgreSQL runs VACUUM only outside transactions")
+        s = f'"{self.schema}"'
+        self._run(f"VACUUM FULL {s}.items, {s}.count_shards")
+
+
+class _Items(ItemsView):  # type: ignore[type-arg]
+    def __iter__(self) -> Iterator[tuple[Key, Value]]:
+        return cast(PostgresStore, self._mapping)._item_pages()  # type: ignore[attr-defined]
+
+
+class _Values(ValuesView):  # type: ignore[type-arg]
+    def __iter__(self) -> Iterator[Value]:
+        return (value for _, value in cast(PostgresStore, self._mapping)._item_pages())  # type: ignore[attr-defined]
+
+
+def _pairs(other: Any) -> Iterable[Any]:
+    """The (key, value) pairs of a mapping, of an object with keys(), or of an iterable."""
+    if isinstance(other, Mapping):
+        return other.items()
+    if hasattr(other, "keys"):
+        return ((k, other[k]) for k in other.keys())
+    return cast(Iterable[Any], other)
+
+
+def _encoded(pair: Any) -> tuple[bytes, bytes]:
+    key, value = check_pair(pair)
+    return encode(key), encode(value)
+
+
+__all__ = ["DEFAULT_SCHEMA", "PostgresStore", "encoding"]

@@ -1,0 +1,359 @@
+"""The Store on PostgreSQL: the dict + Counter model test, URLs, errors, threads, fork, bulk loads.
+
+Every test runs against the session's throwaway cluster (tests/pg_server.py), each in a fresh
+schema; in CI these tests must run (the fixtures fail rather than skip there).
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import pickle
+import threading
+from collections import Counter
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+import kvstore
+from kvstore.errors import AccessDeniedError, NoSuchDatabaseError, UnreachableError
+from tests import pg_server
+from tests.helpers import SCALE
+from tests.test_model import StoreMachine
+
+pytestmark = pytest.mark.postgresql
+
+
+@pytest.fixture
+def pg(pg_url: str, pg_schema: str):
+    with kvstore.open(pg_url, schema=pg_schema) as store:
+        yield store
+
+
+def test_the_model_test_passes_on_postgresql(pg_url: str, pg_schema: str) -> None:
+    numbers = itertools.count()
+
+    class PostgresMachine(StoreMachine):
+        def __init__(self) -> None:
+            self.schema = f"{pg_schema}_{next(numbers)}"
+            super().__init__()
+
+        def open(self) -> kvstore.Store:
+            return kvstore.open(pg_url, schema=self.schema)
+
+        def teardown(self) -> None:
+            super().teardown()
+            pg_server.drop_schema(pg_url, self.schema)
+
+    run_state_machine_as_test(PostgresMachine, settings=settings(
+        max_examples=int(40 * SCALE) or 10, stateful_step_count=30, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow]))
+
+
+def test_exact_types_round_trip(pg) -> None:
+    keys = [0, -1, 2**63 - 1, -(2**63), "", "é\x00", b"", b"\x00\xff"]
+    values = ["", "a\x00b", 0, -0.0, 0.0, 1, 1.0, float("inf"), float("-inf"), 5e-324, 2**53 + 1, b"\x00", "x" * 5000]
+    for key, value in itertools.product(keys, values):
+        pg[key] = value
+        got = pg[key]
+        assert type(got) is type(value) and got == value and repr(got) == repr(value)
+    assert list(pg) == sorted(keys, key=lambda k: (2, k) if type(k) is bytes else (1, k) if type(k) is str else (0, k))
+
+
+def test_counting_equality_is_pythons(pg) -> None:
+    pg.update({1: 1, 2: 1.0, 3: True if False else 1, 4: -0.0, 5: 0, 6: "1", 7: b"1"})
+    assert pg.count(1) == pg.count(1.0) == 3
+    assert pg.count(0) == pg.count(-0.0) == 2
+    assert pg.count("1") == 1 and pg.count(b"1") == 1
+    assert Counter(pg.counts()) == Counter({1: 3, 0: 2, "1": 1, b"1": 1})
+    for strategy in ("group_by", "scan"):
+        assert pg.count(1.0, strategy=strategy) == 3
+
+
+def test_long_values_count_and_find_their_keys(pg) -> None:
+    big = "v" * 100_000
+    pg.update({i: big if i % 2 else big + "!" for i in range(10)})
+    assert pg.count(big) == 5 and pg.count(big + "!") == 5
+    assert list(pg.keys_for(big)) == [1, 3, 5, 7, 9]
+    assert pg.verify() == []
+
+
+def test_bulk_update_goes_through_copy_and_stays_exact(pg) -> None:
+    n = int(20_000 * SCALE) or 2_000
+    pairs = [(i, ("apple", "pear", 1, 1.0, b"x")[i % 5]) for i in range(n)]
+    pg.update(pairs)
+    pg.update([(i, "pear") for i in range(0, n, 2)] + [(0, "last wins")])
+    model = dict(pairs)
+    model.update({i: "pear" for i in range(0, n, 2)})
+    model[0] = "last wins"
+    assert len(pg) == n
+    assert pg.counts() == dict(Counter(model.values()))
+    assert pg.verify() == []
+
+
+def test_a_bad_pair_late_in_a_bulk_update_keeps_nothing(pg) -> None:
+    pg[1] = "before"
+    with pytest.raises(TypeError):
+        pg.update(itertools.chain(((i, "x") for i in range(5_000)), [(None, "bad")]))
+    assert dict(pg.items()) == {1: "before"} and pg.counts() == {"before": 1}
+
+
+def test_ranges_and_prefixes(pg) -> None:
+    pg.update({"apple": 1, "apricot": 2, "banana": 3, b"ap": 4, 5: 5, -5: 6})
+    assert list(pg.keys(prefix="ap")) == ["apple", "apricot"]
+    assert list(pg.keys(prefix=b"a")) == [b"ap"]
+    assert list(pg.keys(start=0, stop="b")) == [5, "apple", "apricot"]
+    assert list(pg.items(start="b")) == [("banana", 3), (b"ap", 4)]
+
+
+def test_incr_setdefault_popitem(pg) -> None:
+    assert pg.incr("n") == 1 and pg.incr("n", 2.5) == 3.5
+    pg["s"] = "text"
+    with pytest.raises(TypeError):
+        pg.incr("s")
+    pg["big"] = 2**63 - 1
+    with pytest.raises(OverflowError):
+        pg.incr("big")
+    assert pg["big"] == 2**63 - 1
+    assert pg.setdefault("new", "d") == "d" and pg.setdefault("new", "e") == "d"
+    assert pg.popitem() == ("big", 2**63 - 1)
+    assert pg.count(2**63 - 1) == 0
+
+
+def test_incr_is_atomic_across_threads(pg) -> None:
+    def work() -> None:
+        for _ in range(50):
+            pg.incr("hits")
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert pg["hits"] == 400 and pg.count(400) == 1
+
+
+def test_transactions_nest_and_roll_back(pg) -> None:
+    with pg.transaction():
+        pg[1] = "a"
+        with pytest.raises(RuntimeError), pg.transaction():
+            pg[2] = "b"
+            raise RuntimeError
+        assert 2 not in pg
+    assert dict(pg.items()) == {1: "a"}
+    with pytest.raises(RuntimeError), pg.transaction():
+        pg[3] = "c"
+        raise RuntimeError
+    assert dict(pg.items()) == {1: "a"} and pg.counts() == {"a": 1}
+
+
+def test_an_error_caught_inside_a_block_fails_the_block(pg) -> None:
+    with pytest.raises(kvstore.Error, match="rolled back"), pg.transaction():
+        pg[1] = "kept?"
+        with pytest.raises(ValueError):
+            pg["k" * 5000] = "too long a key for a B-tree"
+    assert 1 not in pg
+
+
+def test_deadlock_inside_transactions_is_a_retryable_error(pg_url: str, pg_schema: str) -> None:
+    a = kvstore.open(pg_url, schema=pg_schema)
+    a.update({1: "x", 2: "y"})
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def writer(first: int, second: int) -> None:
+        try:
+            with a.transaction():
+                a[first] = "locked"
+                barrier.wait()
+                a[second] = "then"
+        except kvstore.Error as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=args) for args in ((1, 2), (2, 1))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 1 and isinstance(errors[0], kvstore.RetryableError), errors
+    assert a.verify() == []
+    a.close()
+
+
+def test_threads_each_get_a_connection_and_counts_stay_exact(pg) -> None:
+    def work(n: int) -> None:
+        for i in range(200):
+            pg[(n * 1000 + i) % 300] = ("a", "b", "c")[i % 3]
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(pg.counts().values()) == len(pg) == 300
+    assert pg.verify() == []
+
+
+def test_close_beside_busy_threads(pg_url: str, pg_schema: str) -> None:
+    db = kvstore.open(pg_url, schema=pg_schema)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        i = 0
+        while not stop.is_set():
+            try:
+                db[i % 50] = "v"
+            except kvstore.Error:
+                return  # the store was closed: the documented error
+            except BaseException as exc:  # anything else is a bug
+                failures.append(exc)
+                return
+            i += 1
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    threading.Event().wait(0.3)
+    db.close()
+    stop.set()
+    for t in threads:
+        t.join()
+    assert failures == []
+    with pytest.raises(kvstore.Error, match="closed"):
+        db[1] = "after close"
+
+
+def _child_writes(url: str, schema: str, key: int) -> None:
+    with kvstore.open(url, schema=schema) as db:
+        db[key] = "child"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_fork_child_gets_its_own_connection_and_parent_keeps_working(pg) -> None:
+    pg[0] = "parent"
+    for _ in range(5):
+        pid = os.fork()
+        if pid == 0:  # the child: the inherited store works, on its own connection
+            code = 1
+            try:
+                pg[os.getpid()] = "child"
+                code = 0 if pg[0] == "parent" else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert pg[0] == "parent"  # the parent's session was not closed by the child
+    assert pg.count("child") == 5 and pg.verify() == []
+
+
+def test_pool_with_fork_and_spawn(pg, pg_url: str, pg_schema: str) -> None:
+    pg[0] = "start"
+    for method in ("fork", "spawn"):
+        with multiprocessing.get_context(method).Pool(3) as pool:
+            pool.starmap(_child_writes, [(pg_url, pg_schema, k) for k in range(1, 7)])
+    assert pg.count("child") == 6
+    assert pickle.loads(pickle.dumps(pg)).count("child") == 6
+
+
+def _first_open(url: str, schema: str) -> int:
+    with kvstore.open(url, schema=schema) as db:
+        db[os.getpid()] = "here"
+        return db.count("here")
+
+
+def test_concurrent_first_opens_all_succeed(pg_url: str, pg_schema: str) -> None:
+    with multiprocessing.get_context("spawn").Pool(8) as pool:
+        results = pool.starmap(_first_open, [(pg_url, pg_schema)] * 16)
+    assert all(n >= 1 for n in results)
+    with kvstore.open(pg_url, schema=pg_schema) as db:
+        assert db.count("here") == len(db) and db.verify() == []
+
+
+def _with(url: str, **parts: object) -> str:
+    u = urlsplit(url)
+    netloc = f"{parts.get('user', u.username)}:{parts.get('password', u.password)}@{u.hostname}:{parts.get('port', u.port)}"
+    return urlunsplit(u._replace(netloc=netloc, path=str(parts.get("path", u.path))))
+
+
+def test_tcp_url_with_password(pg_tcp_url: str) -> None:
+    with kvstore.open(pg_tcp_url, schema="tcp_store") as db:
+        db[1] = "x"
+        assert db.count("x") == 1
+        assert "secret" not in repr(db) and "secret" not in db.path
+
+
+def test_connection_errors_are_clear(pg_tcp_url: str) -> None:
+    with pytest.raises(AccessDeniedError, match="password") as info:
+        kvstore.open(_with(pg_tcp_url, password="wrong"))
+    assert "wrong" not in str(info.value)
+    with pytest.raises(NoSuchDatabaseError):
+        kvstore.open(_with(pg_tcp_url, path="/no_such_db"))
+    with pytest.raises(UnreachableError):
+        kvstore.open(_with(pg_tcp_url, port=pg_server._free_port()), timeout=2)
+
+
+def test_a_foreign_schema_is_refused_untouched(pg_url: str, pg_schema: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {pg_schema}")
+        conn.execute(f"CREATE TABLE {pg_schema}.items (id int)")
+        before = conn.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                              "WHERE nspname = %s", (pg_schema,)).fetchone()
+        with pytest.raises(kvstore.NotAKvstoreFileError, match="not a kvstore store"):
+            kvstore.open(pg_url, schema=pg_schema)
+        after = conn.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                             "WHERE nspname = %s", (pg_schema,)).fetchone()
+        assert before == after
+
+
+def test_a_newer_revision_is_refused(pg_url: str, pg_schema: str) -> None:
+    kvstore.open(pg_url, schema=pg_schema).close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"UPDATE {pg_schema}.alembic_version SET version_num = '9999'")
+    with pytest.raises(kvstore.SchemaTooNewError):
+        kvstore.open(pg_url, schema=pg_schema)
+
+
+def test_migrate_down_and_up_again(pg_url: str, pg_schema: str) -> None:
+    from kvstore.postgresql import schema as schemas
+
+    with kvstore.open(pg_url, schema=pg_schema) as db:
+        db[1] = "x"
+    schemas.migrate(pg_url, pg_schema, "base")
+    assert schemas.revision(schemas.settings_for(pg_url), pg_schema) is None
+    with kvstore.open(pg_url, schema=pg_schema) as db:
+        assert len(db) == 0 and db.verify() == []
+
+
+def test_verify_and_repair_after_writes_without_triggers(pg, pg_url: str, pg_schema: str) -> None:
+    pg.update({1: "a", 2: "a"})
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"ALTER TABLE {pg_schema}.items DISABLE TRIGGER USER")
+        conn.execute(f"INSERT INTO {pg_schema}.items VALUES ({pg_schema}.kv(3), {pg_schema}.kv('a'))")
+    problems = pg.verify()
+    assert any(isinstance(p, kvstore.Mismatch) and p.value == "a" and p.counted == 3 for p in problems)
+    assert pg.repair() >= 1
+    assert pg.verify() == [] and pg.count("a") == 3
+
+
+def test_backup_writes_a_sqlite_store(pg, tmp_path) -> None:
+    pg.update({1: "a", "k": b"v", b"x": 2.5})
+    dest = str(tmp_path / "copy.db")
+    pg.backup(dest)
+    with kvstore.open(dest) as copy:
+        assert dict(copy.items()) == dict(pg.items()) and copy.counts() == pg.counts()
+    with pytest.raises(kvstore.Error, match="already exists"):
+        pg.backup(dest)
+
+
+def test_stats_and_vacuum(pg) -> None:
+    pg.update({i: "v" for i in range(1000)})
+    stats = pg.stats()
+    assert stats["items"]["rows"] == 1000 and stats["counts"]["rows"] == 1 and stats["file"]["bytes"] > 0
+    pg.clear()
+    pg.vacuum()
+    assert len(pg) == 0
