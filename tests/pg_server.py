@@ -13,15 +13,15 @@ mechanics so they can be read and tested on their own:
   system user, in directories that user owns under a parent it can traverse;
 - pg_hba: ``local all all trust`` and ``host all all 127.0.0.1/32 scram-sha-256``; a role
   ``kvstore_test`` (password ``secret``) owning a database ``kvstore_test`` for TCP URLs;
-- stopped with an immediate shutdown and removed at session end (and at interpreter exit,
-  should the fixture's finaliser never run).
+- stopped with an immediate shutdown and removed at session end; a small watchdog process does
+  the same if the pytest process dies without tearing down (SIGTERM, SIGKILL, a crash), so no
+  orphaned postmaster outlives its session.
 
 psycopg is imported lazily, so an environment without it still runs the SQLite tests.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
 import pwd
 import re
@@ -41,6 +41,23 @@ SYSTEM_USER = "postgres"                # who runs the server when we are root
 TEST_ROLE, TEST_PASSWORD, TEST_DB = "kvstore_test", "secret", "kvstore_test"
 START_TIMEOUT = 30.0
 SOCKET_PATH_MAX = 100                   # sun_path is 108 bytes; the socket file adds "/.s.PGSQL.NNNNN"
+
+# Runs as `sh -c WATCHDOG sh BASE` with a pipe on stdin whose writing end only the test process holds:
+# "done" means the test process cleaned up itself; end of file means it died, so stop the server (its pid is
+# the first line of postmaster.pid, as pg_ctl reads it) and remove the directory.
+WATCHDOG = """
+read line
+[ "$line" = done ] && exit 0
+pid=$(head -n 1 "$1/data/postmaster.pid" 2>/dev/null)
+if [ -n "$pid" ]; then
+    kill -QUIT "$pid" 2>/dev/null
+    i=0
+    # The postmaster removes postmaster.pid as it exits (kill -0 alone would wait for whoever reaps it).
+    while [ -e "$1/data/postmaster.pid" ] && kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    [ -e "$1/data/postmaster.pid" ] && kill -KILL "$pid" 2>/dev/null
+fi
+rm -rf "$1"
+"""
 
 HBA = """\
 # Written by tests/pg_server.py.
@@ -133,6 +150,7 @@ class Server:
     port: int
     runas: pwd.struct_passwd | None
     process: subprocess.Popen[bytes] | None = None
+    watchdog: subprocess.Popen[bytes] | None = None
     owner_pid: int = field(default_factory=os.getpid)   # a forked child must never stop or remove the server
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -202,13 +220,15 @@ class Server:
                 self.timings["start"] = time.perf_counter() - t0
                 return
             text = self.log_text()
-            if "could not bind" in text or "Address already in use" in text:
+            exited = self.process.poll() is not None
+            if exited and ("could not bind" in text or "Address already in use" in text):
                 self.log.rename(self.base / f"server.{attempt}.log")
                 continue
             break
+        code = self.process.poll() if self.process is not None else None
         self.stop()
-        raise RuntimeError(f"PostgreSQL did not start (within {START_TIMEOUT:.0f} s, port {self.port}); "
-                           f"server log {self.log}:\n{self.log_text()}")
+        how = f"exited with code {code}" if code is not None else f"accepted no connection within {START_TIMEOUT:.0f} s"
+        raise RuntimeError(f"PostgreSQL ({self.bindir}/postgres, port {self.port}) {how}; server log:\n{self.log_text()}")
 
     def _wait_ready(self) -> bool:
         import psycopg
@@ -223,7 +243,6 @@ class Server:
                     return True
             except psycopg.OperationalError:
                 time.sleep(0.02)
-        self.stop()
         return False
 
     def create_test_role(self) -> None:
@@ -249,11 +268,27 @@ class Server:
         except ProcessLookupError:
             pass
 
+    def start_watchdog(self) -> None:
+        # Its own session: a Ctrl-C in the terminal must not kill it before the test process has cleaned up.
+        self.watchdog = subprocess.Popen(["/bin/sh", "-c", WATCHDOG, "sh", str(self.base)], stdin=subprocess.PIPE,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
     def remove(self) -> None:
         if os.getpid() != self.owner_pid:
             return
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
+        watchdog, self.watchdog = self.watchdog, None
+        if watchdog is not None and watchdog.stdin is not None:
+            try:
+                watchdog.stdin.write(b"done\n")
+                watchdog.stdin.close()
+            except OSError:
+                pass
+            try:
+                watchdog.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                watchdog.kill()
 
 
 def start_server() -> Server:
@@ -276,8 +311,8 @@ def start_server() -> Server:
                               f"system user to run them as (Debian's postgresql package creates it)") from e
     base = Path(tempfile.mkdtemp(prefix="kvpg-", dir=_parent_dir(runas)))
     server = Server(bindir=bindir, base=base, port=_free_port(), runas=runas)
-    atexit.register(server.remove)
     try:
+        server.start_watchdog()
         server.sockdir.mkdir(mode=0o700)
         if runas is not None:
             for path in (base, server.sockdir):
