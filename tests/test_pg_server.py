@@ -85,7 +85,7 @@ def _run_pytest_without_binaries(tmp_path: Path, ci: str | None) -> subprocess.C
 def test_without_binaries_postgresql_tests_skip_outside_ci(tmp_path):
     result = _run_pytest_without_binaries(tmp_path, ci=None)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 skipped" in result.stdout and "no PostgreSQL server binaries" in result.stdout, result.stdout
+    assert "1 skipped" in result.stdout and "no PostgreSQL server" in result.stdout, result.stdout
 
 
 def test_without_binaries_postgresql_tests_fail_in_ci(tmp_path):
