@@ -243,6 +243,8 @@ def command(items: int, seed: int, path: str, rebuild: bool, repeats: int) -> No
         kvstore demo --items 100000 --path small.db --rebuild
     """
     db, reused = open_store(path, items, rebuild)
+    if path.startswith(POSTGRESQL_SCHEMES):
+        path = db.path  # the URL without its password
     with db:
         if reused:
             click.echo(f"Reusing {path}: it already holds the demo's {items:,} items "

@@ -29,7 +29,7 @@ VALUE_TYPES = ("str", "int", "float", "bytes")
 """As in kvstore.formats (a test checks), without importing it at startup."""
 DEFAULT_TIMEOUT = 5.0
 _TIMEOUT, _TIMER, _DB, _MMAP = "kvstore.timeout", "kvstore.timer", "kvstore.db", "kvstore.mmap_size"
-_SCHEMA = "kvstore.schema"
+_SCHEMA, _URL = "kvstore.schema", "kvstore.url"
 
 
 # -- global options ------------------------------------------------------------------------
@@ -174,7 +174,28 @@ def _is_number(token: str) -> bool:
 
 
 def db_argument(f: F) -> F:
-    return click.argument("db", type=click.Path(dir_okay=False))(f)
+    return click.argument("db", type=click.Path(dir_okay=False), callback=_shown_db)(f)
+
+
+def _shown_db(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """DB as the command shows it: a URL without its password (kept aside to connect with)."""
+    if not is_url(value):
+        return value
+    from kvstore.postgresql.connections import redacted
+
+    ctx.find_root().meta[_URL] = value
+    return redacted(value)
+
+
+def real(db: str) -> str:
+    """The DB to connect to: the URL as given (DB as shown has its password masked)."""
+    given = click.get_current_context().find_root().meta.get(_URL)
+    if given is not None and is_url(db):
+        from kvstore.postgresql.connections import redacted
+
+        if redacted(given) == db:
+            return str(given)
+    return db
 
 
 def key_type_option(f: F) -> F:
@@ -212,7 +233,7 @@ def open_store(path: str, *, create: bool = False) -> Store:
         if not create and not exists(path):
             raise click.ClickException(f"{path}: no kvstore store in schema {schema()!r}; check the URL and "
                                        "--schema, or create one with `kvstore set` or `kvstore load`")
-        return kvstore.open(path, timeout=timeout(), schema=schema())
+        return kvstore.open(real(path), timeout=timeout(), schema=schema())
     schema()  # refuses --schema with a file
     if not create and not os.path.exists(path):
         raise click.ClickException(
@@ -231,7 +252,7 @@ def exists(db: str) -> bool:
         return os.path.exists(db)
     from kvstore.postgresql import schema as schemas
 
-    return schemas.revision(schemas.settings_for(db, timeout()), schema()) is not None
+    return schemas.revision(schemas.settings_for(real(db), timeout()), schema()) is not None
 
 
 def remove(db: str) -> None:
@@ -240,7 +261,7 @@ def remove(db: str) -> None:
     if is_url(db):
         from kvstore.postgresql import schema as schemas
 
-        schemas.remove(db, schema(), timeout())
+        schemas.remove(real(db), schema(), timeout())
         return
     from kvstore.files import remove_database
 

@@ -10,7 +10,7 @@ import re
 
 import click
 
-from kvstore.cli.options import Command, db_argument, describe, exists, is_url, open_store, phrase, plural, schema, timeout
+from kvstore.cli.options import Command, db_argument, describe, exists, is_url, open_store, phrase, plural, real, schema, timeout
 from kvstore.cli.output import emit, output_options
 from kvstore.upkeep import ForeignRow, Mismatch, Problem
 
@@ -157,9 +157,9 @@ def migrate(db: str, target: str, yes: bool) -> None:
     if is_url(db):
         from kvstore.postgresql import schema as schemas
 
-        current = schemas.revision(schemas.settings_for(db, timeout()), schema())
+        current = schemas.revision(schemas.settings_for(real(db), timeout()), schema())
         if current != goal:
-            schemas.migrate(db, schema(), target, timeout())
+            schemas.migrate(real(db), schema(), target, timeout())
     else:
         options = Options(timeout=timeout())
         current = migrations.current_revision(db, options)

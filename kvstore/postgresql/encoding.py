@@ -27,7 +27,9 @@ from __future__ import annotations
 import hashlib
 import struct
 
-from kvstore.validate import Key, Value
+from typing import Any
+
+from kvstore.validate import Value
 
 NEG_INF, NEGATIVE, ZERO, POSITIVE, POS_INF = 1, 2, 3, 4, 5
 TEXT = 0x10
@@ -45,24 +47,23 @@ _EXP = struct.Struct(">H")
 
 def encode(obj: object) -> bytes:
     """The stored form of an int, float, str or bytes (already checked by kvstore.validate)."""
-    kind = type(obj)
-    if kind is str:
-        return b"\x10" + obj.encode()  # type: ignore[attr-defined]
-    if kind is bytes:
-        return b"\x20" + obj  # type: ignore[operator]
-    if kind is int:
-        return _number(obj) + b"\x00" + _INT.pack(obj)  # type: ignore[attr-defined]
-    if kind is float:
-        return _number(obj) + b"\x01" + _FLOAT.pack(obj)  # type: ignore[attr-defined]
-    raise TypeError(f"cannot encode {kind.__name__}")
+    if isinstance(obj, str):
+        return b"\x10" + obj.encode()
+    if isinstance(obj, bytes):
+        return b"\x20" + obj
+    if isinstance(obj, int):
+        return _number(obj) + b"\x00" + _INT.pack(obj)
+    if isinstance(obj, float):
+        return _number(obj) + b"\x01" + _FLOAT.pack(obj)
+    raise TypeError(f"cannot encode {type(obj).__name__}")
 
 
-def _number(obj: object) -> bytes:
+def _number(obj: int | float) -> bytes:
     """The 11-byte, order-preserving identity of a number: equal numbers, equal bytes."""
     try:
-        numerator, denominator = obj.as_integer_ratio()  # type: ignore[attr-defined]
+        numerator, denominator = obj.as_integer_ratio()
     except OverflowError:  # an infinity
-        return bytes([POS_INF if obj > 0 else NEG_INF]) + _FLAT  # type: ignore[operator]
+        return bytes([POS_INF if obj > 0 else NEG_INF]) + _FLAT
     if numerator == 0:
         return bytes([ZERO]) + _FLAT
     magnitude = abs(numerator)
@@ -76,7 +77,7 @@ def _number(obj: object) -> bytes:
     return bytes([NEGATIVE]) + _EXP.pack(0x7FFF - exponent) + (~fraction & _MASK64).to_bytes(8, "big")
 
 
-def decode(data: bytes) -> Key | Value:
+def decode(data: bytes) -> Any:
     """The object :func:`encode` (or SQL ``kv()``) stored."""
     tag = data[0]
     if tag == TEXT:

@@ -199,9 +199,9 @@ class PostgresStore(MutableMapping):  # type: ignore[type-arg]
             if type(current) not in (int, float):
                 raise TypeError(f"incr(): the value under {key!r} is {type(current).__name__} "
                                 f"{current!r:.40}, not a number; nothing was changed")
-            total = current + delta  # type: ignore[operator]
+            total = current + delta
             if type(total) is int and not INT_MIN <= total <= INT_MAX:
-                raise OverflowError(f"incr(): {current} + {delta} does not fit in a signed 64-bit "
+                raise OverflowError(f"incr(): {current!r} + {delta!r} does not fit in a signed 64-bit "
                                     "integer; nothing was changed (add a float to count beyond it)")
             if total != total:
                 raise ValueError(f"incr(): {key!r} + {delta!r} is not a number (NaN); nothing was changed")
@@ -213,7 +213,7 @@ class PostgresStore(MutableMapping):  # type: ignore[type-arg]
         while True:
             rows = self._run(self._sql.pop_first)
             if rows:
-                return cast(Key, decode(rows[0][0])), cast(Value, decode(rows[0][1]))
+                return decode(rows[0][0]), decode(rows[0][1])
             if not self._run(self._sql.any_row):
                 raise KeyError("popitem(): the store is empty")
 
@@ -265,7 +265,7 @@ class PostgresStore(MutableMapping):  # type: ignore[type-arg]
             rows = self._run(after, (*params, rows[-1][0], PAGE))
 
     def _item_pages(self) -> Iterator[tuple[Key, Value]]:
-        return ((cast(Key, decode(k)), cast(Value, decode(v)))
+        return ((decode(k), decode(v))
                 for k, v in self._pages(self._sql.items_first, self._sql.items_after, ()))
 
     # -- counting ------------------------------------------------------------------------------
@@ -294,7 +294,7 @@ class PostgresStore(MutableMapping):  # type: ignore[type-arg]
         result: dict[Key, Value] = {}
         for key, data in zip(asked, encoded, strict=True):
             if data in found and key not in result:
-                result[key] = cast(Value, decode(found[data]))
+                result[key] = decode(found[data])
         return result
 
     def count_many(self, values: Iterable[Value]) -> dict[Value, int]:
@@ -308,7 +308,7 @@ class PostgresStore(MutableMapping):  # type: ignore[type-arg]
 
     def counts(self) -> dict[Value, int]:
         """Every stored value with how many keys hold it, largest count first."""
-        return {cast(Value, decode(value)): int(n) for value, n in self._run(self._sql.counts)}
+        return {decode(value): int(n) for value, n in self._run(self._sql.counts)}
 
     def most_common(self, n: int | None = None) -> list[tuple[Value, int]]:
         """The ``n`` most held values with their counts, largest first (all when n is None)."""
@@ -317,7 +317,7 @@ class PostgresStore(MutableMapping):  # type: ignore[type-arg]
         if n is not None and n <= 0:
             return []
         rows = self._run(self._sql.counts)
-        return [(cast(Value, decode(value)), int(count)) for value, count in rows[:n]]
+        return [(decode(value), int(count)) for value, count in rows[:n]]
 
     def keys_for(self, value: Value, limit: int | None = None) -> Iterator[Key]:
         """The keys holding ``value`` (at most ``limit``), in key order, from the value index."""
@@ -325,7 +325,7 @@ class PostgresStore(MutableMapping):  # type: ignore[type-arg]
         if limit is not None and (type(limit) is not int or limit < 0):
             raise ValueError(f"limit must be a whole number 0 or more, or None; got {limit!r}")
         vid = value_id(value)
-        keys = (cast(Key, decode(row[0])) for row in self._keys_for_pages(vid))
+        keys = (decode(row[0]) for row in self._keys_for_pages(vid))
         return keys if limit is None else itertools.islice(keys, limit)
 
     def _keys_for_pages(self, vid: bytes) -> Iterator[Any]:

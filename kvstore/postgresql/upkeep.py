@@ -14,7 +14,7 @@ from typing import Any
 
 from kvstore.postgresql import ddl
 from kvstore.postgresql.encoding import decode
-from kvstore.upkeep import Mismatch, Problem, SchemaProblem
+from kvstore.upkeep import ForeignRow, Mismatch, Problem, SchemaProblem
 
 Run = Callable[..., list[Any]]
 
@@ -37,14 +37,28 @@ def problems(run: Run, schema: str) -> list[Problem]:
     if not run(_INDEX, (schema, ddl.VALUE_INDEX)):
         found.append(SchemaProblem(ddl.VALUE_INDEX, "index on the value is missing: keys_for() and "
                                                     "count(strategy='group_by') read every row; repair() recreates it"))
+    s = ddl.quoted(schema)
+    for key, value in run(f"SELECT key, value FROM {s}.items WHERE NOT ({s}.valid(key) AND {s}.valid(value)) "
+                          "ORDER BY key LIMIT 1000"):
+        found.append(ForeignRow(_shown(key), _shown(value), "not a canonical kvstore encoding (written without "
+                                f"{schema}.kv()?): it may not be found by its key or counted with its equals; "
+                                "rewrite it through kv()"))
     for value, stored, actual in run(ddl.problems(schema)):
-        found.append(Mismatch(decode(value), int(actual), int(stored)))  # type: ignore[arg-type]
+        found.append(Mismatch(decode(value), int(actual), int(stored)))
     return found
+
+
+def _shown(data: bytes) -> object:
+    """The decoded object, or the raw bytes when they do not decode."""
+    try:
+        return decode(data)
+    except (ValueError, IndexError):
+        return bytes(data)
 
 
 def repair(run: Run, schema: str) -> int:
     """Fix everything problems() reports (inside the caller's transaction); the number fixed."""
-    found = problems(run, schema)
+    found = [problem for problem in problems(run, schema) if problem.fixable]
     if not found:
         return 0
     for statement in ddl.restore(schema):
