@@ -27,6 +27,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy rea
 if TYPE_CHECKING:
     from typing import Any
 
+    from kvstore.api import StoreAPI
     from kvstore.store import Store, open
 
 _UPKEEP = ("ForeignRow", "Mismatch", "Problem", "SchemaProblem")
@@ -39,6 +40,10 @@ def __getattr__(name: str) -> Any:
         from kvstore import store
 
         return getattr(store, name)
+    if name == "StoreAPI":  # the type kvstore.open() returns, whichever backend
+        from kvstore.api import StoreAPI
+
+        return StoreAPI
     # __version__ comes from the installed metadata, read on first use: importing
     # importlib.metadata costs milliseconds that `kvstore count` should not pay.
     # The problem classes of verify() load with kvstore.upkeep, and the stopwatch (which
@@ -81,6 +86,7 @@ __all__ = [
     "UnreachableError",
     "Stopwatch",
     "Store",
+    "StoreAPI",
     "open",
     "stopwatch",
 ]

@@ -8,10 +8,9 @@ place that suspends the triggers.
 from __future__ import annotations
 
 import itertools
-import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any, cast
+from typing import Any
 
 import sqlite3
 
@@ -19,6 +18,7 @@ from kvstore import sql, triggers, upkeep
 from kvstore.connection import CACHE, Options
 from kvstore.constants import VALUE_INDEX
 from kvstore.errors import Error
+from kvstore.api import pairs_of
 from kvstore.session import Session
 from kvstore.validate import Value, check_pair
 
@@ -69,44 +69,12 @@ class BulkWrites(Session):
         of pairs that itself reads the store sees the batch's rows so far, but counts (and
         ``group_by``, whose index may be rebuilt at the end) only once update() returns.
         """
-        pairs = _pairs(other)
+        pairs = pairs_of(other)
         expected = len(other) + len(kwargs) if hasattr(other, "__len__") else None
         if kwargs:
             pairs = itertools.chain(pairs, kwargs.items())
         with self.transaction():
             self._load(iter(pairs), expected)
-
-    def update_in_batches(self, pairs: Any, batch: int = 100_000, pause: float = 0.1) -> int:
-        """Write many pairs as a series of update() transactions of ``batch`` pairs; the count.
-
-        For loads of many millions: between batches the write lock is free for ``pause``
-        seconds, so writers in other threads and processes get in instead of waiting for the
-        whole load (SQLite's waiting writers poll at most every 100 ms). Each batch is
-        all-or-nothing; a crash or a bad pair half-way keeps the batches already committed
-        and nothing of the failing batch (the exception carries a note saying how many pairs
-        were committed). Use update() when the whole load must be all-or-nothing.
-        """
-        if type(batch) is not int or batch < 1:
-            raise ValueError(f"batch must be a whole number of pairs, 1 or more; got {batch!r}")
-        if not 0 <= pause < 60:
-            raise ValueError(f"pause must be 0 to 60 seconds; got {pause!r}")
-        self._outside_transaction("update_in_batches()", "it commits as it goes; use update() there")
-        stream, written = iter(_pairs(pairs)), 0
-        while True:
-            chunk = list(itertools.islice(stream, batch))
-            if not chunk:
-                return written
-            if written:
-                time.sleep(pause)
-            try:
-                self.update(chunk)
-            except Exception as exc:
-                exc.add_note(f"update_in_batches(): {written:,} pairs were committed before this batch; "
-                             "nothing of this batch was kept")
-                raise
-            written += len(chunk)
-            if len(chunk) < batch:
-                return written
 
     def _load(self, pairs: Iterator[Any], expected: int | None = None) -> None:
         """Write ``pairs``; ``expected`` (their number, when the source knows it) lets the
@@ -206,10 +174,3 @@ def in_key_order(pair: tuple[Any, Any]) -> tuple[int, Any]:
     return (0 if type(key) is int else 1 if type(key) is str else 2), key
 
 
-def _pairs(other: Any) -> Iterable[Any]:
-    """The (key, value) pairs of a mapping, of an object with keys(), or of an iterable."""
-    if isinstance(other, Mapping):
-        return other.items()
-    if hasattr(other, "keys"):
-        return ((k, other[k]) for k in other.keys())
-    return cast(Iterable[Any], other)

@@ -31,7 +31,8 @@ import kvstore.validate
 from kvstore.files import remove_database
 from kvstore.postgresql import SCHEMES as POSTGRESQL_SCHEMES
 from kvstore.timer import stopwatch
-from kvstore.store import Store, Strategy
+from kvstore.api import StoreAPI
+from kvstore.reads import Strategy
 from kvstore.units import format_duration, format_size
 
 FOODS = ("apple", "banana", "carrot", "celery", "mirepoix", "clementine")
@@ -80,7 +81,7 @@ def food_pairs(items: int, seed: int) -> Iterator[tuple[int, str]]:
             yield key, food
 
 
-def open_store(path: str, items: int, rebuild: bool = False) -> tuple[Store, bool]:
+def open_store(path: str, items: int, rebuild: bool = False) -> tuple[StoreAPI, bool]:
     """Open ``path`` for the demo; the flag is True when it already holds the demo and is reused.
 
     A store holding something else is refused (kvstore.Error) unless ``rebuild``, which
@@ -109,12 +110,12 @@ def open_store(path: str, items: int, rebuild: bool = False) -> tuple[Store, boo
     return kvstore.open(path), False
 
 
-def _holds_demo(db: Store, items: int) -> bool:
+def _holds_demo(db: StoreAPI, items: int) -> bool:
     return len(db) == items and set(db.counts()) <= set(FOODS)
 
 
 def build(
-    db: Store, items: int, seed: int = DEFAULT_SEED, progress: Callable[[int], None] | None = None
+    db: StoreAPI, items: int, seed: int = DEFAULT_SEED, progress: Callable[[int], None] | None = None
 ) -> float:
     """Load the demo's pairs into ``db`` with one bulk ``update``; returns the seconds it took.
 
@@ -141,7 +142,7 @@ def _reporting(pairs: Iterator[tuple[int, str]], progress: Callable[[int], None]
         progress(n)
 
 
-def measure(db: Store, repeats: int = DEFAULT_REPEATS) -> list[FoodTiming]:
+def measure(db: StoreAPI, repeats: int = DEFAULT_REPEATS) -> list[FoodTiming]:
     """Count every food with every strategy ``repeats`` times; keep each median time."""
     import statistics
 
@@ -258,7 +259,7 @@ def command(items: int, seed: int, path: str, rebuild: bool, repeats: int) -> No
         click.echo(render(measure(db, repeats), db.stats(), repeats))
 
 
-def _build_with_bar(db: Store, path: str, items: int, seed: int) -> float:
+def _build_with_bar(db: StoreAPI, path: str, items: int, seed: int) -> float:
     """build(), with a progress bar when stderr is a terminal."""
     if not sys.stderr.isatty():
         return build(db, items, seed)

@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 from kvstore.validate import Key, Value, check_key, check_value
 
 if TYPE_CHECKING:
-    from kvstore.store import Store
+    from kvstore.api import StoreAPI
 
 KEY_TYPES = ("str", "int", "bytes")
 VALUE_TYPES = ("str", "int", "float", "bytes")
@@ -139,7 +139,7 @@ def read_pairs(source: Source, format: Format | str | None = None, *, key_type: 
     return iter(_Reader(source, format, key_type, value_type, progress, name))
 
 
-def load(db: Store, source: Source, format: Format | str | None = None, *, key_type: str | None = None,
+def load(db: StoreAPI, source: Source, format: Format | str | None = None, *, key_type: str | None = None,
          value_type: str | None = None, progress: Progress | None = None, name: str | None = None) -> int:
     """Load every pair of ``source`` into ``db`` in one transaction (``db.update``); the pairs read.
 
@@ -429,7 +429,7 @@ def write_records(out: IO[str], records: Iterable[dict[str, Any]], columns: list
     return _write(out, fmt, records, encode, _csv_line([*columns, *(f"{c}_type" for c in columns if c in typed)], d))
 
 
-def dump(db: Store, dest: str | os.PathLike[str] | IO[bytes] | IO[str], format: Format | str = Format.JSONL) -> int:
+def dump(db: StoreAPI, dest: str | os.PathLike[str] | IO[bytes] | IO[str], format: Format | str = Format.JSONL) -> int:
     """Write every pair of ``db``, in key order, to a path or a binary or text file object; the pairs written.
 
     A path is created or overwritten (UTF-8, ``\\n`` line ends); a text stream's encoding

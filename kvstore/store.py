@@ -13,11 +13,12 @@ import itertools
 import os
 import sqlite3
 import threading
-from collections.abc import ItemsView, Iterator, KeysView, MutableMapping, ValuesView
+from collections.abc import ItemsView, Iterator, KeysView
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from kvstore import connection, files, ranges, sql
+from kvstore.api import MISSING as _MISSING, Items, StoreAPI
 from kvstore.connection import DEFAULT_MMAP_SIZE, MEMORY, Options, connect
 from kvstore.constants import COUNTS_INDEX, KEY_INDEX, VALUE_INDEX
 from kvstore.errors import Error
@@ -33,10 +34,9 @@ if TYPE_CHECKING:  # kvstore.upkeep is imported by verify() and repair(), not at
     from kvstore.upkeep import Problem
 from kvstore.validate import Key, Value, check_key, check_stored_key, check_value
 
-_MISSING = object()
 
 
-class Store(BulkWrites, Reads, MutableMapping):  # type: ignore[type-arg]
+class Store(BulkWrites, Reads, StoreAPI):
     """A dict-like store of ``key -> value`` on one SQLite file, with instant ``count(value)``.
 
     Thread-safe: each thread gets its own connection (see kvstore.pool, which also makes the
@@ -92,12 +92,6 @@ class Store(BulkWrites, Reads, MutableMapping):  # type: ignore[type-arg]
 
     # -- the mapping ---------------------------------------------------------------------
 
-    def __getitem__(self, key: Key) -> Value:
-        value = self.get(key, _MISSING)
-        if value is _MISSING:
-            raise KeyError(key)
-        return cast(Value, value)
-
     def set(self, key: Key, value: Value) -> None:
         """Insert or overwrite; committed when this returns unless inside ``transaction()``."""
         check_key(key)
@@ -125,10 +119,6 @@ class Store(BulkWrites, Reads, MutableMapping):  # type: ignore[type-arg]
             raise self._error(exc, slot) from exc
         finally:
             slot.lock.release()
-
-    def __delitem__(self, key: Key) -> None:
-        if not self.delete(key):
-            raise KeyError(key)
 
     def pop(self, key: Key, default: Any = _MISSING) -> Any:
         """Remove ``key`` and return its value (``default``, or KeyError, when missing); atomic.
@@ -206,9 +196,6 @@ class Store(BulkWrites, Reads, MutableMapping):  # type: ignore[type-arg]
             if row is not None:  # else another writer changed or took it first: try again
                 return key, row[0]
 
-    def __contains__(self, key: object) -> bool:
-        return self.get(key, _MISSING) is not _MISSING  # type: ignore[arg-type]
-
     def __len__(self) -> int:
         return int(self._row(sql.LEN, ())[0])
 
@@ -234,7 +221,7 @@ class Store(BulkWrites, Reads, MutableMapping):  # type: ignore[type-arg]
     ) -> ItemsView[Key, Value] | Iterator[tuple[Key, Value]]:
         """``(key, value)`` pairs in key order, read a page at a time; ranges as for keys()."""
         if start is None and stop is None and prefix is None:
-            return _Items(self)
+            return Items(self)
         queries = (sql.ITEMS_FROM, sql.ITEMS_AFTER, sql.ITEMS_FROM_BEFORE, sql.ITEMS_AFTER_BEFORE)
         return self._range(queries, start, stop, prefix)
 
@@ -245,10 +232,6 @@ class Store(BulkWrites, Reads, MutableMapping):  # type: ignore[type-arg]
             return self._pages(first, after, (lower,), keep=())
         return self._pages(first_before, after_before, (lower, upper), keep=(upper,))
 
-    def values(self) -> ValuesView[Value]:
-        """A view of the values in key order, read a page at a time."""
-        return _Values(self)
-
     # -- counting ------------------------------------------------------------------------
 
     def counts(self) -> dict[Value, int]:
@@ -257,9 +240,8 @@ class Store(BulkWrites, Reads, MutableMapping):  # type: ignore[type-arg]
 
     def most_common(self, n: int | None = None) -> list[tuple[Value, int]]:
         """The ``n`` most held values with their counts, largest first (all when n is None)."""
-        if n is not None and (type(n) is not int):
-            raise TypeError(f"n must be a whole number or None, not {type(n).__name__}")
-        if n is not None and n <= 0:
+        n = self._checked_n(n)
+        if n == 0:
             return []
         # fetchmany() takes a C int; no store holds 2**31 distinct values anyway.
         return self._all(sql.COUNTS, (), limit=n if n is not None and n < 2**31 else None)
@@ -267,8 +249,7 @@ class Store(BulkWrites, Reads, MutableMapping):  # type: ignore[type-arg]
     def keys_for(self, value: Value, limit: int | None = None) -> Iterator[Key]:
         """The keys holding ``value`` (at most ``limit``), in key order, from the value index."""
         check_value(value)
-        if limit is not None and (type(limit) is not int or limit < 0):
-            raise ValueError(f"limit must be a whole number 0 or more, or None; got {limit!r}")
+        limit = self._checked_limit(limit)
         keys = (key for (key,) in self._pages(sql.KEYS_FOR_FIRST, sql.KEYS_FOR_AFTER, (value,)))
         return keys if limit is None else itertools.islice(keys, limit)
 
@@ -326,23 +307,6 @@ class Store(BulkWrites, Reads, MutableMapping):  # type: ignore[type-arg]
             "file": {"rows": rows, "bytes": page_count * page_size},
         }
 
-    def load(self, source: Any, format: Any = None, **options: Any) -> int:
-        """Load the pairs of a file (a path or a file object) in one transaction; the pairs read.
-
-        ``format``: a kvstore.formats.Format or its name (jsonl, json, csv, tsv), guessed from
-        the file name when omitted; ``key_type=``/``value_type=`` read untyped columns. All or
-        nothing: the first bad row raises kvstore.formats.FormatError and nothing is kept.
-        """
-        from kvstore import formats
-
-        return formats.load(self, source, format, **options)
-
-    def dump(self, dest: Any, format: Any = "jsonl") -> int:
-        """Write every pair, in key order, to a path or a file object, types kept; the pairs written."""
-        from kvstore import formats
-
-        return formats.dump(self, dest, format)
-
     def backup(self, dest: str | os.PathLike[str]) -> None:
         """Copy the store to the new file ``dest``: a consistent snapshot, while others write.
 
@@ -381,26 +345,6 @@ class Store(BulkWrites, Reads, MutableMapping):  # type: ignore[type-arg]
         """Every (key, value) pair in key order, PAGE at a time."""
         return self._pages(sql.ITEMS_FIRST, sql.ITEMS_AFTER, ())
 
-class _Items(ItemsView):  # type: ignore[type-arg]
-    def __iter__(self) -> Iterator[tuple[Key, Value]]:
-        store = cast(Store, self._mapping)  # type: ignore[attr-defined]  # set by MappingView
-        return store._item_pages()
-
-
-class _Values(ValuesView):  # type: ignore[type-arg]
-    def __iter__(self) -> Iterator[Value]:
-        store = cast(Store, self._mapping)  # type: ignore[attr-defined]  # set by MappingView
-        return (value for _, value in store._item_pages())
-
-
-
-
-
-
-
-
-
-
 def open(  # noqa: A001 - mirrors the built-in on purpose: kvstore.open(path)
     path: str | os.PathLike[str],
     *,
@@ -410,7 +354,7 @@ def open(  # noqa: A001 - mirrors the built-in on purpose: kvstore.open(path)
     mmap_size: int = DEFAULT_MMAP_SIZE,
     bulk_cache: int = 160 * 2**20,
     schema: str | None = None,
-) -> Store:
+) -> StoreAPI:
     """Open (creating or upgrading as needed) the kvstore file at ``path``, or a PostgreSQL store.
 
     ``path`` may be a PostgreSQL URL (``postgresql://user:password@host:port/database``, or
@@ -439,7 +383,7 @@ def open(  # noqa: A001 - mirrors the built-in on purpose: kvstore.open(path)
         except ImportError as exc:
             raise Error(f"{path.split(':', 1)[0]}: URLs need the PostgreSQL driver: "
                         f"pip install 'kvstore[postgresql]' ({exc})") from exc
-        return PostgresStore(path, DEFAULT_SCHEMA if schema is None else schema, options)  # type: ignore[return-value]
+        return PostgresStore(path, DEFAULT_SCHEMA if schema is None else schema, options)
     if schema is not None:
         raise ValueError("schema= names a PostgreSQL schema; it cannot be used with a file path")
     return Store(path, options)

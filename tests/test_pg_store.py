@@ -357,3 +357,68 @@ def test_stats_and_vacuum(pg) -> None:
     pg.clear()
     pg.vacuum()
     assert len(pg) == 0
+
+
+def _acknowledging_writer(url: str, schema: str, conn) -> None:
+    """Write keys forever, telling the parent each key once set() has returned."""
+    with kvstore.open(url, schema=schema) as db:
+        for i in itertools.count():
+            db[i] = ("apple", "pear", 1.0)[i % 3]
+            conn.send(i)
+
+
+def test_sigkill_keeps_every_acknowledged_write(pg_url: str, pg_schema: str) -> None:
+    import signal
+
+    kvstore.open(pg_url, schema=pg_schema).close()
+    for _ in range(int(3 * SCALE) or 1):
+        parent, child = multiprocessing.Pipe(duplex=False)
+        proc = multiprocessing.get_context("fork").Process(target=_acknowledging_writer, args=(pg_url, pg_schema, child))
+        proc.start()
+        acknowledged = -1
+        while acknowledged < 200:
+            acknowledged = parent.recv()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join()
+        while parent.poll():
+            acknowledged = parent.recv()
+        with kvstore.open(pg_url, schema=pg_schema) as db:
+            assert all(i in db for i in range(acknowledged + 1))
+            assert db.verify() == [] and sum(db.counts().values()) == len(db)
+
+
+def _catalog(url: str, schema: str) -> dict[str, list[str]]:
+    """Everything a store's schema defines, as text: a migrated store must equal a created one."""
+    queries = {
+        "columns": "SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable "
+                   "FROM information_schema.columns WHERE table_schema = %s",
+        "constraints": "SELECT conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(c.oid) "
+                       "FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE nspname = %s",
+        "indexes": "SELECT indexdef FROM pg_indexes WHERE schemaname = %s",
+        "functions": "SELECT pg_get_functiondef(p.oid) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                     "WHERE nspname = %s",
+        "triggers": "SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE nspname = %s AND NOT tgisinternal",
+        "views": "SELECT viewname || ' ' || definition FROM pg_views WHERE schemaname = %s",
+        "options": "SELECT relname || ' ' || coalesce(array_to_string(reloptions, ','), '') FROM pg_class c "
+                   "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE nspname = %s",
+    }
+    with psycopg.connect(url) as conn:
+        return {name: sorted(row[0].replace(schema, "S") for row in conn.execute(query, (schema,)))
+                for name, query in queries.items()}
+
+
+def test_a_store_migrated_down_and_up_equals_a_created_one(pg_url: str, pg_schema: str) -> None:
+    """The PostgreSQL twin of the sqlite_master equality test: every revision step, down to base and back."""
+    from kvstore.constants import KNOWN_REVISIONS
+    from kvstore.postgresql import schema as schemas
+
+    kvstore.open(pg_url, schema=pg_schema).close()
+    created = _catalog(pg_url, pg_schema)
+    assert created["triggers"] and created["functions"] and created["views"]
+    for target in ("base", *KNOWN_REVISIONS):
+        schemas.migrate(pg_url, pg_schema, target)
+    for target in reversed(("base", *KNOWN_REVISIONS[:-1])):
+        schemas.migrate(pg_url, pg_schema, target)
+    schemas.migrate(pg_url, pg_schema, "head")
+    assert _catalog(pg_url, pg_schema) == created

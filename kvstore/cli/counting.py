@@ -18,13 +18,14 @@ from kvstore.cli.options import (
     value_type_option,
 )
 from kvstore.cli.output import emit, output_options
-from kvstore.store import Store, Strategy
+from kvstore.api import StoreAPI
+from kvstore.reads import Strategy
 from kvstore.validate import check_value
 
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
-def _note_other_types(store: Store, db: str, text: str, value: Any, value_type: str) -> None:
+def _note_other_types(store: StoreAPI, db: str, text: str, value: Any, value_type: str) -> None:
     """On stderr: VALUE is not stored as the type asked for, but is as another (`count DB 2.5`)."""
     if value_type != "str":
         return
@@ -53,7 +54,7 @@ def count(db: str, value: str, value_type: str, strategy: str) -> None:
     """
     v = argument(value, value_type, "VALUE", check_value)
     with open_store(db) as store:
-        n = store.count(v, strategy)  # type: ignore[arg-type]
+        n = store.count(v, strategy)
         click.echo(n)
         if not n:
             _note_other_types(store, db, value, v, value_type)

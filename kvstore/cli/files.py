@@ -17,7 +17,7 @@ from kvstore.cli.options import (
     KEY_TYPES, VALUE_TYPES, Command, db_argument, exists, is_url, open_store, phrase, plural, remove, require,
 )
 from kvstore.cli.output import FORMATS, format_options, stdout_text
-from kvstore.store import Store
+from kvstore.api import StoreAPI
 
 REDRAW_EVERY = 0.2
 """Seconds between two redraws of the pairs-loaded line on a terminal."""
@@ -207,6 +207,6 @@ def vacuum(db: str) -> None:
     click.echo(f"Vacuumed {db}: {before:,} bytes before, {after:,} after.")
 
 
-def _size(db: str, store: Store) -> int:
+def _size(db: str, store: StoreAPI) -> int:
     """The file's size, or a PostgreSQL store's tables and indexes."""
     return store.stats()["file"]["bytes"] if is_url(db) else os.path.getsize(db)

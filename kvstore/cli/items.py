@@ -18,7 +18,7 @@ from kvstore.cli.options import (
     value_type_option,
 )
 from kvstore.cli.output import stdout_text
-from kvstore.store import Store
+from kvstore.api import StoreAPI
 from kvstore.validate import Key, Value, check_key, check_value
 
 _MISSING = object()
@@ -94,7 +94,7 @@ def get(db: str, key: str, key_type: str, as_json: bool) -> None:
         out.write(text + "\n")
 
 
-def missing_key(store: Store, path: str, text: str, key: Key, key_type: str) -> str:
+def missing_key(store: StoreAPI, path: str, text: str, key: Key, key_type: str) -> str:
     """'no key ...', with a hint when the same text read as another key type is stored."""
     hint = typed_hint(text, ("int", "bytes"), "key", lambda k: check_key(k) in store) if key_type == "str" else ""
     return f"{path}: no key {describe(key)}{hint}"

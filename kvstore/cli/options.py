@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import click
 
 import kvstore
-from kvstore.store import Store
+from kvstore.api import StoreAPI
 
 F = TypeVar("F", bound=Callable[..., Any])
 KEY_TYPES = ("str", "int", "bytes")
@@ -226,7 +226,7 @@ def timeout() -> float:
     return float(click.get_current_context().find_root().meta.get(_TIMEOUT, DEFAULT_TIMEOUT))
 
 
-def open_store(path: str, *, create: bool = False) -> Store:
+def open_store(path: str, *, create: bool = False) -> StoreAPI:
     """Open DB with the --timeout given; commands that only read never create a file (or schema)."""
     click.get_current_context().find_root().meta[_DB] = path
     if is_url(path):
@@ -268,7 +268,7 @@ def remove(db: str) -> None:
     remove_database(db)
 
 
-def require(store: Store, method: str) -> None:
+def require(store: StoreAPI, method: str) -> None:
     """Refuse a command whose Store method this kvstore does not have (yet)."""
     if not hasattr(store, method):
         raise click.ClickException(f"`kvstore {method}` needs Store.{method}(), which this version of "

@@ -15,13 +15,14 @@ import itertools
 import os
 import re
 import time
-from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, MutableMapping, ValuesView
+from collections.abc import ItemsView, Iterable, Iterator, KeysView
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Self, cast
 
 import psycopg
 
 from kvstore import ranges
+from kvstore.api import MISSING, Items, StoreAPI, pairs_of
 from kvstore.connection import Options
 from kvstore.errors import Error
 from kvstore.postgresql import encoding, schema as schemas
@@ -41,10 +42,9 @@ SMALL = 64
 RETRIES = 5
 """Times a single statement is run again after PostgreSQL broke a deadlock or conflict."""
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
-_MISSING = object()
 
 
-class PostgresStore(MutableMapping):  # type: ignore[type-arg]
+class PostgresStore(StoreAPI):
     """A dict-like store of ``key -> value`` in one PostgreSQL schema, with instant ``count(value)``.
 
     Thread-safe (a connection per thread) and fork-safe (a child opens its own); any number
@@ -72,18 +72,9 @@ class PostgresStore(MutableMapping):  # type: ignore[type-arg]
     def __repr__(self) -> str:
         return f"<kvstore.PostgresStore {self.path!r} ({'closed' if self._conns.closed else 'open'})>"
 
-    __eq__ = object.__eq__
-    __hash__ = object.__hash__
-
     def close(self) -> None:
         """Close every connection; using the store afterwards raises kvstore.Error."""
         self._conns.close("the store is closed; open it again with kvstore.open()")
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # -- running statements ----------------------------------------------------------------
 
@@ -130,8 +121,8 @@ class PostgresStore(MutableMapping):  # type: ignore[type-arg]
         return decode(rows[0][0]) if rows else default
 
     def __getitem__(self, key: Key) -> Value:
-        value = self.get(key, _MISSING)
-        if value is _MISSING:
+        value = self.get(key, MISSING)
+        if value is MISSING:
             raise KeyError(key)
         return cast(Value, value)
 
@@ -150,17 +141,13 @@ class PostgresStore(MutableMapping):  # type: ignore[type-arg]
             return False
         return bool(self._run(self._sql.pop, (encode(key),)))
 
-    def __delitem__(self, key: Key) -> None:
-        if not self.delete(key):
-            raise KeyError(key)
-
-    def pop(self, key: Key, default: Any = _MISSING) -> Any:
+    def pop(self, key: Key, default: Any = MISSING) -> Any:
         """Remove ``key`` and return its value (``default``, or KeyError, when missing); atomic."""
         check_stored_key(key)
         rows = self._run(self._sql.pop, (encode(key),)) if key is not None else []
         if rows:
             return decode(rows[0][0])
-        if default is _MISSING:
+        if default is MISSING:
             raise KeyError(key)
         return default
 
@@ -170,8 +157,8 @@ class PostgresStore(MutableMapping):  # type: ignore[type-arg]
         check_value(default)
         encoded = encode(key), encode(default)
         while True:
-            value = self.get(key, _MISSING)
-            if value is not _MISSING:
+            value = self.get(key, MISSING)
+            if value is not MISSING:
                 return value
             if self._run(self._sql.insert_new, encoded):
                 return default
@@ -217,9 +204,6 @@ class PostgresStore(MutableMapping):  # type: ignore[type-arg]
             if not self._run(self._sql.any_row):
                 raise KeyError("popitem(): the store is empty")
 
-    def __contains__(self, key: object) -> bool:
-        return self.get(key, _MISSING) is not _MISSING  # type: ignore[arg-type]
-
     def __len__(self) -> int:
         return int(self._run(self._sql.length)[0][0])
 
@@ -239,12 +223,8 @@ class PostgresStore(MutableMapping):  # type: ignore[type-arg]
     ) -> ItemsView[Key, Value] | Iterator[tuple[Key, Value]]:
         """``(key, value)`` pairs in key order, read a page at a time; ranges as for keys()."""
         if start is None and stop is None and prefix is None:
-            return _Items(self)
+            return Items(self)
         return self._range(start, stop, prefix, self._sql.items_first, self._sql.items_after)
-
-    def values(self) -> ValuesView[Value]:
-        """A view of the values in key order, read a page at a time."""
-        return _Values(self)
 
     def _range(self, start: Any, stop: Any, prefix: Any, first: str, after: str) -> Iterator[Any]:
         lower, upper = ranges.bounds(start, stop, prefix)
@@ -312,9 +292,8 @@ class PostgresStore(MutableMapping):  # type: ignore[type-arg]
 
     def most_common(self, n: int | None = None) -> list[tuple[Value, int]]:
         """The ``n`` most held values with their counts, largest first (all when n is None)."""
-        if n is not None and type(n) is not int:
-            raise TypeError(f"n must be a whole number or None, not {type(n).__name__}")
-        if n is not None and n <= 0:
+        n = self._checked_n(n)
+        if n == 0:
             return []
         rows = self._run(self._sql.counts)
         return [(decode(value), int(count)) for value, count in rows[:n]]
@@ -322,8 +301,7 @@ class PostgresStore(MutableMapping):  # type: ignore[type-arg]
     def keys_for(self, value: Value, limit: int | None = None) -> Iterator[Key]:
         """The keys holding ``value`` (at most ``limit``), in key order, from the value index."""
         check_value(value)
-        if limit is not None and (type(limit) is not int or limit < 0):
-            raise ValueError(f"limit must be a whole number 0 or more, or None; got {limit!r}")
+        limit = self._checked_limit(limit)
         vid = value_id(value)
         keys = (decode(row[0]) for row in self._keys_for_pages(vid))
         return keys if limit is None else itertools.islice(keys, limit)
@@ -402,7 +380,7 @@ class PostgresStore(MutableMapping):  # type: ignore[type-arg]
         and merged with one INSERT ... ON CONFLICT, so the triggers apply one count delta per
         distinct value however many pairs there are. A key given twice keeps its last value.
         """
-        pairs: Iterable[Any] = _pairs(other)
+        pairs: Iterable[Any] = pairs_of(other)
         if kwargs:
             pairs = itertools.chain(pairs, kwargs.items())
         stream = iter(pairs)
@@ -434,33 +412,6 @@ class PostgresStore(MutableMapping):  # type: ignore[type-arg]
             conn.execute("DROP TABLE pg_temp.kvstore_load")
         except psycopg.Error as exc:
             raise self._failed(exc) from exc
-
-    def update_in_batches(self, pairs: Any, batch: int = 100_000, pause: float = 0.1) -> int:
-        """Write many pairs as a series of update() transactions of ``batch`` pairs; the count.
-
-        Each batch is all-or-nothing; a failure half-way keeps the batches already committed.
-        """
-        if type(batch) is not int or batch < 1:
-            raise ValueError(f"batch must be a whole number of pairs, 1 or more; got {batch!r}")
-        if not 0 <= pause < 60:
-            raise ValueError(f"pause must be 0 to 60 seconds; got {pause!r}")
-        self._outside_transaction("update_in_batches()", "it commits as it goes; use update() there")
-        stream, written = iter(_pairs(pairs)), 0
-        while True:
-            chunk = list(itertools.islice(stream, batch))
-            if not chunk:
-                return written
-            if written and pause:
-                time.sleep(pause)
-            try:
-                self.update(chunk)
-            except Exception as exc:
-                exc.add_note(f"update_in_batches(): {written:,} pairs were committed before this batch; "
-                             "nothing of this batch was kept")
-                raise
-            written += len(chunk)
-            if len(chunk) < batch:
-                return written
 
     def clear(self) -> None:
         """Remove every pair in one statement (the triggers apply one delta per value)."""
@@ -507,18 +458,6 @@ class PostgresStore(MutableMapping):  # type: ignore[type-arg]
         with self._snapshot():
             return upkeep.stats(self._run, self.schema)
 
-    def load(self, source: Any, format: Any = None, **options: Any) -> int:
-        """Load the pairs of a file in one transaction (see kvstore.Store.load)."""
-        from kvstore import formats
-
-        return formats.load(self, source, format, **options)  # type: ignore[arg-type]
-
-    def dump(self, dest: Any, format: Any = "jsonl") -> int:
-        """Write every pair, in key order, to a path or a file object, types kept."""
-        from kvstore import formats
-
-        return formats.dump(self, dest, format)  # type: ignore[arg-type]
-
     def backup(self, dest: str | os.PathLike[str]) -> None:
         """Copy the store, as of one moment, into the new kvstore SQLite file ``dest``.
 
@@ -541,25 +480,6 @@ class PostgresStore(MutableMapping):  # type: ignore[type-arg]
         self._outside_transaction("vacuum()", "PostgreSQL runs VACUUM only outside transactions")
         s = f'"{self.schema}"'
         self._run(f"VACUUM FULL {s}.items, {s}.count_shards")
-
-
-class _Items(ItemsView):  # type: ignore[type-arg]
-    def __iter__(self) -> Iterator[tuple[Key, Value]]:
-        return cast(PostgresStore, self._mapping)._item_pages()  # type: ignore[attr-defined]
-
-
-class _Values(ValuesView):  # type: ignore[type-arg]
-    def __iter__(self) -> Iterator[Value]:
-        return (value for _, value in cast(PostgresStore, self._mapping)._item_pages())  # type: ignore[attr-defined]
-
-
-def _pairs(other: Any) -> Iterable[Any]:
-    """The (key, value) pairs of a mapping, of an object with keys(), or of an iterable."""
-    if isinstance(other, Mapping):
-        return other.items()
-    if hasattr(other, "keys"):
-        return ((k, other[k]) for k in other.keys())
-    return cast(Iterable[Any], other)
 
 
 def _encoded(pair: Any) -> tuple[bytes, bytes]:
