@@ -1,0 +1,388 @@
+"""The PostgreSQL objects of a store: SQL functions, tables, the ``counts`` view and the triggers.
+
+Everything lives in one schema ``S`` (a store per schema) and is schema-qualified, so several
+stores, and other tables called ``items`` or ``counts``, can share a database:
+
+* ``S.items(key, value)``: both ``bytea`` in the encoding of :mod:`kvstore.postgresql.encoding`,
+  checked by ``S.valid()``; ``items_value_idx`` indexes ``S.vid(value)``.
+* ``S.count_shards(vid, shard, value, n)``: how many items hold each counting identity, split
+  into up to 64 shards (``pg_backend_pid() % 64`` of the writer) so that writers updating the
+  same popular values do not queue on one row each. A value's count is ``sum(n)`` over its
+  shards; one shard may be negative; a row that reaches 0 is deleted. ``value`` is one
+  encoding with that identity (the smallest the writer saw), shown by the view.
+* ``S.counts(value, n)``: the public contract, one row per identity with ``n > 0``:
+  ``SELECT S.kv_show(value), n FROM S.counts``.
+* statement-level AFTER triggers with transition tables on ``S.items`` (one per event, plus
+  TRUNCATE) that apply each statement's per-identity deltas in one set-based upsert, in
+  ``vid`` order so two writers never wait on each other in opposite orders.
+* ``S.kv(...)`` (int, float, numeric, text, bytea → encoding), ``S.kv_show(bytea)`` (encoding
+  → text as PostgreSQL prints it) and ``S.vid(bytea)`` for psql users and other clients.
+
+Choices that are not obvious:
+
+* ``vid``, ``valid`` and the ``kv`` functions are SQL functions whose body is one expression,
+  written as SQL-standard bodies (``RETURN ...``, PostgreSQL 14+): names are resolved when
+  they are created, whatever the caller's ``search_path``, and the planner inlines them into
+  the index, the CHECK constraints and callers' queries. They are not declared STRICT because
+  PostgreSQL never inlines a STRICT function whose body contains CASE; they return NULL for
+  NULL all the same (tested). The PL/pgSQL functions pin ``search_path``.
+* No ``CHECK (n > 0)`` on ``count_shards``: ``INSERT ... ON CONFLICT`` checks the *proposed*
+  row, so a negative delta could not be applied (and sharding makes negative rows legal).
+* String constants are written ``E'\\\\x..'`` (never ``'\\x..'``) so that the bodies mean the
+  same under ``standard_conforming_strings = off``; no statement contains ``%`` (``mod()``
+  instead), so a driver's placeholder syntax cannot bite.
+"""
+
+from __future__ import annotations
+
+VID_LIMIT = 512  # encoding.VID_LIMIT: an encoding longer than this is counted by its SHA-256
+SHARDS = 64
+
+# The encoding's tags and constants, as SQL.
+_ZEROS10 = "00" * 10
+_NUMBER_IDS = {"neg_inf": "01" + _ZEROS10, "zero": "03" + _ZEROS10, "pos_inf": "05" + _ZEROS10}
+_MIN_INT64 = "-9223372036854775808"
+_ZERO_BITS_52 = "B'" + "0" * 52 + "'"
+_ZERO_BITS_12 = "B'" + "0" * 12 + "'"
+_TOP_BIT_64 = "B'1" + "0" * 63 + "'"
+
+# Well-formed UTF-8 (RFC 3629: no surrogates, nothing above U+10FFFF, shortest forms only;
+# NUL allowed) as a pattern over the lowercase hex digits of the bytes. Every alternative
+# consumes whole bytes, so matching the hex string byte pair by byte pair is exact. (convert_from
+# cannot be used: it rejects NUL, which Python text and the encoding allow.)
+_C = "[89ab][0-9a-f]"
+UTF8_HEX_PATTERN = (
+    "^(?:[0-7][0-9a-f]"
+    f"|(?:c[2-9a-f]|d[0-9a-f]){_C}"
+    f"|e0[ab][0-9a-f]{_C}"
+    f"|e[1-9a-cef]{_C}{_C}"
+    f"|ed[89][0-9a-f]{_C}"
+    f"|f0[9ab][0-9a-f]{_C}{_C}"
+    f"|f[1-3]{_C}{_C}{_C}"
+    f"|f48[0-9a-f]{_C}{_C}"
+    ")*$"
+)
+
+
+def quoted(schema: str) -> str:
+    """``schema`` as a quoted SQL identifier (``"`` doubled); refuses what PostgreSQL cannot name."""
+    if not schema or "\x00" in schema:
+        raise ValueError(f"not a usable schema name: {schema!r}")
+    return '"' + schema.replace('"', '""') + '"'
+
+
+def _bytes(hex_digits: str) -> str:
+    """A bytea constant that means the same whatever ``standard_conforming_strings`` says."""
+    return f"E'\\\\x{hex_digits}'::bytea"
+
+
+def _dollar_quoted(body: str) -> str:
+    """``body`` between dollar quotes whose tag does not occur in it (a schema name could hold ``$$``)."""
+    n = 0
+    while f"$kv{n}$" in body:
+        n += 1
+    return f"$kv{n}${body}$kv{n}$"
+
+
+def _number_id(negative: str, exponent: str, fraction: str) -> str:
+    """SQL for the 11-byte identity of a nonzero finite number (see encoding._number).
+
+    ``negative`` (boolean), ``exponent`` (integer: floor(log2 |x|)) and ``fraction`` (bit(64):
+    the bits after the leading 1 of |x|, left-aligned) are SQL expressions.
+    """
+    return (
+        f"CASE WHEN {negative}"
+        f" THEN {_bytes('02')} || substring(int4send(32767 - ({exponent})) FROM 3) || int8send((~({fraction}))::bit(64)::bigint)"
+        f" ELSE {_bytes('04')} || substring(int4send(32768 + ({exponent})) FROM 3) || int8send(({fraction})::bit(64)::bigint) END"
+    )
+
+
+def _int_id(i: str) -> str:
+    """SQL for the identity of the bigint expression ``i``."""
+    magnitude = f"(CASE WHEN {i} = {_MIN_INT64} THEN {_TOP_BIT_64} ELSE abs({i})::bit(64) END)"
+    top = f"position(B'1' IN {magnitude})"  # 1-based position of the leading 1
+    nonzero = _number_id(f"{i} < 0", f"64 - {top}", f"{magnitude} << {top}")
+    return f"(CASE WHEN {i} = 0 THEN {_bytes(_NUMBER_IDS['zero'])} ELSE {nonzero} END)"
+
+
+def _float_id(bits: str) -> str:
+    """SQL for the identity of the double whose IEEE 754 bits are the bit(64) expression ``bits``; NULL for NaN."""
+    negative = f"substring({bits} FROM 1 FOR 1) = B'1'"
+    exponent = f"substring({bits} FROM 2 FOR 11)::integer"
+    mantissa = f"substring({bits} FROM 13)"
+    top = f"position(B'1' IN {mantissa})"  # of a subnormal's mantissa
+    infinity = f"CASE WHEN {negative} THEN {_bytes(_NUMBER_IDS['neg_inf'])} ELSE {_bytes(_NUMBER_IDS['pos_inf'])} END"
+    subnormal = _number_id(negative, f"-1022 - {top}", f"({mantissa} || {_ZERO_BITS_12}) << {top}")
+    normal = _number_id(negative, f"{exponent} - 1023", f"{mantissa} || {_ZERO_BITS_12}")
+    return (
+        f"(CASE WHEN {exponent} = 2047 THEN CASE WHEN {mantissa} = {_ZERO_BITS_52} THEN {infinity} END"
+        f" WHEN {mantissa} = {_ZERO_BITS_52} AND {exponent} = 0 THEN {_bytes(_NUMBER_IDS['zero'])}"
+        f" WHEN {exponent} = 0 THEN {subnormal}"
+        f" ELSE {normal} END)"
+    )
+
+
+def _raw_bits(data: str) -> str:
+    """SQL: the 8 bytes of the bytea expression ``data`` as bit(64)."""
+    return f"('x' || encode({data}, 'hex'))::bit(64)"
+
+
+_NAN_BODY = """
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+        MESSAGE = 'kv(' || d::text || '): NaN cannot be stored (it is not equal to itself, so it could never be found)';
+END
+"""
+
+
+def _functions(s: str) -> list[str]:
+    stored_bits = _raw_bits("substring(v FROM 13 FOR 8)")
+    float_bits = _raw_bits("float8send(d)")
+    sql_fn = "LANGUAGE sql IMMUTABLE PARALLEL SAFE"
+    pinned = "SET search_path = pg_catalog, pg_temp"
+    show_body = f"""
+DECLARE
+    raw bigint;
+    exponent integer;
+    mantissa bigint;
+    x double precision;
+    payload bytea;
+    nul integer;
+BEGIN
+    IF length(v) = 20 AND get_byte(v, 0) BETWEEN 1 AND 5 AND get_byte(v, 11) IN (0, 1) THEN
+        raw := {stored_bits}::bigint;
+        IF get_byte(v, 11) = 0 THEN
+            RETURN raw::text;
+        END IF;
+        exponent := (raw >> 52) & 2047;
+        mantissa := raw & 4503599627370495;
+        IF exponent = 2047 THEN
+            x := CASE WHEN mantissa <> 0 THEN 'NaN' ELSE 'Infinity' END;
+        ELSIF exponent = 0 THEN  -- zero or subnormal: mantissa * 2^-1074
+            x := mantissa::double precision * 2.0::double precision ^ (-52) * 2.0::double precision ^ (-1022);
+        ELSE
+            x := (mantissa + 4503599627370496)::double precision * 2.0::double precision ^ (-52)
+                 * 2.0::double precision ^ (exponent - 1023);
+        END IF;
+        IF raw < 0 THEN
+            x := -x;
+        END IF;
+        RETURN x::text;
+    ELSIF length(v) >= 1 AND get_byte(v, 0) = 16 THEN
+        -- text cannot hold NUL: each NUL is shown as U+FFFD
+        payload := substring(v FROM 2);
+        nul := position(decode('00', 'hex') IN payload);
+        WHILE nul > 0 LOOP
+            payload := overlay(payload PLACING decode('efbfbd', 'hex') FROM nul FOR 1);
+            nul := position(decode('00', 'hex') IN payload);
+        END LOOP;
+        RETURN convert_from(payload, 'UTF8');
+    ELSIF length(v) >= 1 AND get_byte(v, 0) = 32 THEN
+        RETURN E'\\\\x' || encode(substring(v FROM 2), 'hex');
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = 'invalid_binary_representation',
+        MESSAGE = 'kv_show: not a kvstore encoding: ' || encode(substring(v FROM 1 FOR 24), 'hex');
+END
+"""
+    return [
+        # -- the counting identity: encoding.vid() -------------------------------------------
+        f"""CREATE FUNCTION {s}.vid(v bytea) RETURNS bytea {sql_fn}
+RETURN CASE WHEN v < {_bytes('10')} THEN substring(v FROM 1 FOR 11)
+            WHEN length(v) > {VID_LIMIT} THEN {_bytes('ff')} || sha256(v)
+            ELSE v END""",
+        # -- kv(): values to encodings ---------------------------------------------------------
+        f"""CREATE FUNCTION {s}.kv_nan(d double precision) RETURNS bytea LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE {pinned}
+AS {_dollar_quoted(_NAN_BODY)}""",
+        f"""CREATE FUNCTION {s}.kv(i bigint) RETURNS bytea {sql_fn}
+RETURN {_int_id('i')} || {_bytes('00')} || int8send(i)""",
+        f"CREATE FUNCTION {s}.kv(i integer) RETURNS bytea {sql_fn} RETURN {s}.kv(i::bigint)",
+        f"CREATE FUNCTION {s}.kv(i smallint) RETURNS bytea {sql_fn} RETURN {s}.kv(i::bigint)",
+        f"""CREATE FUNCTION {s}.kv(d double precision) RETURNS bytea {sql_fn}
+RETURN CASE WHEN d = 'NaN'::double precision THEN {s}.kv_nan(d)
+            ELSE {_float_id(float_bits)} || {_bytes('01')} || float8send(d) END""",
+        f"CREATE FUNCTION {s}.kv(d real) RETURNS bytea {sql_fn} RETURN {s}.kv(d::double precision)",
+        # numeric -> double precision rounds correctly (it parses the decimal digits), as Python's float() does.
+        f"CREATE FUNCTION {s}.kv(d numeric) RETURNS bytea {sql_fn} RETURN {s}.kv(d::double precision)",
+        f"CREATE FUNCTION {s}.kv(t text) RETURNS bytea {sql_fn} RETURN {_bytes('10')} || convert_to(t, 'UTF8')",
+        f"CREATE FUNCTION {s}.kv(b bytea) RETURNS bytea {sql_fn} RETURN {_bytes('20')} || b",
+        # -- valid(): is this a canonical encoding? ---------------------------------------------
+        # A number must carry the identity its own 8 raw bytes give (so vid() of what a client
+        # wrote is the identity Python computes for the decoded value), and never NaN.
+        f"""CREATE FUNCTION {s}.valid(v bytea) RETURNS boolean {sql_fn}
+RETURN CASE WHEN length(v) = 0 THEN false
+            WHEN v < {_bytes('06')} THEN CASE
+                WHEN length(v) <> 20 OR v < {_bytes('01')} THEN false
+                WHEN get_byte(v, 11) = 0 THEN substring(v FROM 1 FOR 11) = {_int_id(f'{stored_bits}::bigint')}
+                WHEN get_byte(v, 11) = 1 THEN coalesce(substring(v FROM 1 FOR 11) = {_float_id(stored_bits)}, false)
+                ELSE false END
+            WHEN get_byte(v, 0) = 16 THEN encode(substring(v FROM 2), 'hex') ~ '{UTF8_HEX_PATTERN}'
+            ELSE get_byte(v, 0) = 32 END""",
+        # -- kv_show(): an encoding as text ------------------------------------------------------
+        # A float is rebuilt from its bits with exact arithmetic (the significand in [1, 2) times
+        # a power of two in the normal range; each product is exact) and printed by float8out
+        # with extra_float_digits = 1 (shortest exact form), so float(kv_show(v)) is the value.
+        f"""CREATE FUNCTION {s}.kv_show(v bytea) RETURNS text LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+{pinned} SET extra_float_digits = 1
+AS {_dollar_quoted(show_body)}""",
+    ]
+
+
+def _tables(s: str) -> list[str]:
+    return [
+        # A B-tree entry must fit in a third of a page: a key longer than about 2,700 bytes
+        # (after PostgreSQL's own compression of long index entries) makes the INSERT fail with
+        # "index row size ... exceeds btree version 4 maximum 2704"; the Python side checks
+        # first. The value index holds vid(value), at most 512 bytes, so values are unbounded.
+        f"""CREATE TABLE {s}.items (
+    key bytea PRIMARY KEY CONSTRAINT items_key_valid CHECK ({s}.valid(key)),
+    value bytea NOT NULL CONSTRAINT items_value_valid CHECK ({s}.valid(value))
+)""",
+        f"CREATE INDEX items_value_idx ON {s}.items ({s}.vid(value))",
+        # No CHECK (n > 0): see the module docstring. fillfactor leaves room on each page for
+        # HOT updates of the hot rows.
+        f"""CREATE TABLE {s}.count_shards (
+    vid bytea,
+    shard integer,
+    value bytea NOT NULL,
+    n bigint NOT NULL,
+    PRIMARY KEY (vid, shard)
+) WITH (fillfactor = 50)""",
+        f"""CREATE VIEW {s}.counts AS
+SELECT (min(ARRAY[value]))[1] AS value, sum(n)::bigint AS n
+FROM {s}.count_shards
+GROUP BY vid
+HAVING sum(n) > 0""",
+    ]
+
+
+# Each statement's change to the counts, as (vid, value, delta) rows with delta <> 0, one per vid.
+_DELTAS = {
+    "INSERT": "SELECT {s}.vid(value) AS vid, (min(ARRAY[value]))[1] AS value, count(*) AS delta FROM new_rows GROUP BY 1",
+    "DELETE": "SELECT {s}.vid(value) AS vid, (min(ARRAY[value]))[1] AS value, -count(*) AS delta FROM old_rows GROUP BY 1",
+    "UPDATE": """SELECT vid, (min(ARRAY[value]))[1] AS value, sum(delta) AS delta
+        FROM (SELECT {s}.vid(value) AS vid, value, 1 AS delta FROM new_rows
+              UNION ALL
+              SELECT {s}.vid(value), value, -1 FROM old_rows) AS changes
+        GROUP BY vid
+        HAVING sum(delta) <> 0""",
+}
+
+
+def _trigger_function(s: str, event: str) -> str:
+    body = f"""
+DECLARE
+    emptied bytea[];
+BEGIN
+    -- One upsert, in vid order (writers sharing a shard lock its rows in the same order).
+    WITH applied AS (
+        INSERT INTO {s}.count_shards AS c (vid, shard, value, n)
+        SELECT vid, mod(pg_backend_pid(), {SHARDS}), value, delta
+        FROM ({_DELTAS[event].format(s=s)}) AS deltas
+        ORDER BY vid
+        ON CONFLICT (vid, shard) DO UPDATE SET n = c.n + excluded.n
+        RETURNING c.vid, c.n
+    )
+    SELECT array_agg(vid) INTO emptied FROM applied WHERE n = 0;
+    IF emptied IS NOT NULL THEN
+        DELETE FROM {s}.count_shards WHERE shard = mod(pg_backend_pid(), {SHARDS}) AND vid = ANY (emptied) AND n = 0;
+    END IF;
+    RETURN NULL;
+END
+"""
+    return f"""CREATE FUNCTION {s}.items_counts_{event.lower()}() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS {_dollar_quoted(body)}"""
+
+
+def _triggers(s: str) -> list[str]:
+    return [
+        _trigger_function(s, "INSERT"),
+        _trigger_function(s, "UPDATE"),
+        _trigger_function(s, "DELETE"),
+        f"""CREATE FUNCTION {s}.items_counts_truncate() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS {_dollar_quoted(f'''
+BEGIN
+    DELETE FROM {s}.count_shards;
+    RETURN NULL;
+END
+''')}""",
+        f"""CREATE TRIGGER items_counts_insert AFTER INSERT ON {s}.items
+REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {s}.items_counts_insert()""",
+        f"""CREATE TRIGGER items_counts_update AFTER UPDATE ON {s}.items
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {s}.items_counts_update()""",
+        f"""CREATE TRIGGER items_counts_delete AFTER DELETE ON {s}.items
+REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION {s}.items_counts_delete()""",
+        f"""CREATE TRIGGER items_counts_truncate AFTER TRUNCATE ON {s}.items
+FOR EACH STATEMENT EXECUTE FUNCTION {s}.items_counts_truncate()""",
+    ]
+
+
+def create(schema: str) -> list[str]:
+    """The statements that create a store in the existing, empty schema ``schema`` (run them in one transaction)."""
+    s = quoted(schema)
+    return _functions(s) + _tables(s) + _triggers(s)
+
+
+def drop(schema: str) -> list[str]:
+    """The statements that undo :func:`create` (the schema itself stays)."""
+    s = quoted(schema)
+    return [
+        f"DROP TRIGGER items_counts_truncate ON {s}.items",
+        f"DROP TRIGGER items_counts_delete ON {s}.items",
+        f"DROP TRIGGER items_counts_update ON {s}.items",
+        f"DROP TRIGGER items_counts_insert ON {s}.items",
+        f"DROP FUNCTION {s}.items_counts_truncate()",
+        f"DROP FUNCTION {s}.items_counts_delete()",
+        f"DROP FUNCTION {s}.items_counts_update()",
+        f"DROP FUNCTION {s}.items_counts_insert()",
+        f"DROP VIEW {s}.counts",
+        f"DROP TABLE {s}.count_shards",
+        f"DROP TABLE {s}.items",
+        f"DROP FUNCTION {s}.kv_show(bytea)",
+        f"DROP FUNCTION {s}.valid(bytea)",
+        f"DROP FUNCTION {s}.kv(bytea)",
+        f"DROP FUNCTION {s}.kv(text)",
+        f"DROP FUNCTION {s}.kv(numeric)",
+        f"DROP FUNCTION {s}.kv(real)",
+        f"DROP FUNCTION {s}.kv(double precision)",
+        f"DROP FUNCTION {s}.kv(smallint)",
+        f"DROP FUNCTION {s}.kv(integer)",
+        f"DROP FUNCTION {s}.kv(bigint)",
+        f"DROP FUNCTION {s}.kv_nan(double precision)",
+        f"DROP FUNCTION {s}.vid(bytea)",
+    ]
+
+
+def problems(schema: str) -> str:
+    """One SELECT of ``(value, stored, actual)`` for every identity whose stored count is wrong.
+
+    ``stored`` is the sum over the identity's shards (what ``counts`` shows when positive; 0
+    when there is no shard; a non-positive sum, which ``counts`` hides, is shown as it is);
+    ``actual`` is recomputed from ``items``. ``value`` is an encoding with that identity.
+    """
+    s = quoted(schema)
+    return f"""WITH stored AS (
+    SELECT vid, (min(ARRAY[value]))[1] AS value, sum(n)::bigint AS n FROM {s}.count_shards GROUP BY vid
+), actual AS (
+    SELECT {s}.vid(value) AS vid, (min(ARRAY[value]))[1] AS value, count(*) AS n FROM {s}.items GROUP BY 1
+)
+SELECT coalesce(actual.value, stored.value) AS value, coalesce(stored.n, 0) AS stored, coalesce(actual.n, 0) AS actual
+FROM stored FULL JOIN actual USING (vid)
+WHERE coalesce(stored.n, 0) <> coalesce(actual.n, 0)
+ORDER BY vid"""
+
+
+def rebuild(schema: str) -> list[str]:
+    """Statements that recompute ``count_shards`` from ``items`` (run them in one transaction).
+
+    The lock lets readers (and readers of ``counts``) go on but waits for, and then holds off,
+    every writer of ``items``, so no trigger can change ``count_shards`` in between.
+    """
+    s = quoted(schema)
+    return [
+        f"LOCK TABLE {s}.items IN SHARE ROW EXCLUSIVE MODE",
+        f"DELETE FROM {s}.count_shards",
+        f"""INSERT INTO {s}.count_shards (vid, shard, value, n)
+SELECT {s}.vid(value), 0, (min(ARRAY[value]))[1], count(*) FROM {s}.items GROUP BY 1""",
+    ]
