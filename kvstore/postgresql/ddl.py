@@ -16,35 +16,38 @@ stores, and other tables called ``items`` or ``counts``, can share a database:
   TRUNCATE) that apply each statement's per-identity deltas in one set-based upsert, in
   ``vid`` order so two writers never wait on each other in opposite orders.
 * ``S.kv(...)`` (int, float, numeric, text, bytea → encoding), ``S.kv_show(bytea)`` (encoding
-  → text as PostgreSQL prints it) and ``S.vid(bytea)`` for psql users and other clients.
+  → text as PostgreSQL prints it) and ``S.vid(bytea)`` for psql users and other clients;
+  ``S.valid(bytea)`` and its helper ``S.number_id(bytea, boolean)``.
 
 Choices that are not obvious:
 
-* ``vid``, ``valid`` and the ``kv`` functions are SQL functions whose body is one expression,
-  written as SQL-standard bodies (``RETURN ...``, PostgreSQL 14+): names are resolved when
-  they are created, whatever the caller's ``search_path``, and the planner inlines them into
-  the index, the CHECK constraints and callers' queries. They are not declared STRICT because
-  PostgreSQL never inlines a STRICT function whose body contains CASE; they return NULL for
-  NULL all the same (tested). The PL/pgSQL functions pin ``search_path``.
+* ``vid`` and the ``kv`` functions are SQL functions whose body is one expression, written as
+  SQL-standard bodies (``RETURN ...``, PostgreSQL 14+): names are resolved when they are
+  created, whatever the caller's ``search_path``, and the planner inlines them (``kv(42)``
+  folds to a constant; the index and the triggers evaluate ``vid`` without a function call).
+  ``vid`` is not declared STRICT because PostgreSQL never inlines a STRICT function whose body
+  holds a CASE; it returns NULL for NULL all the same (tested).
+* The logic with branches (``number_id``, ``valid``, ``kv_show``, the triggers) is PL/pgSQL with
+  a pinned ``search_path``. ``valid`` in particular: a CHECK constraint's expression is planned
+  again for every statement, at a cost that grows with its size (an inlined CASE of this size
+  measured +70-100 µs per statement; a PL/pgSQL call is compiled once per session, ~10 µs).
+* ``valid`` checks more than the tags: a number's 11-byte identity must be the one its own 8
+  raw bytes give (and it must not be NaN), so ``vid()`` of anything any client stores is the
+  identity Python computes for the decoded value; text must be well-formed UTF-8 (NUL allowed).
 * No ``CHECK (n > 0)`` on ``count_shards``: ``INSERT ... ON CONFLICT`` checks the *proposed*
   row, so a negative delta could not be applied (and sharding makes negative rows legal).
 * String constants are written ``E'\\\\x..'`` (never ``'\\x..'``) so that the bodies mean the
   same under ``standard_conforming_strings = off``; no statement contains ``%`` (``mod()``
   instead), so a driver's placeholder syntax cannot bite.
+* A key must fit in a B-tree entry: about 2,700 bytes (after PostgreSQL's compression of long
+  entries); past that PostgreSQL refuses the write. Values are unbounded (the index holds
+  ``vid(value)``, at most 512 bytes).
 """
 
 from __future__ import annotations
 
 VID_LIMIT = 512  # encoding.VID_LIMIT: an encoding longer than this is counted by its SHA-256
 SHARDS = 64
-
-# The encoding's tags and constants, as SQL.
-_ZEROS10 = "00" * 10
-_NUMBER_IDS = {"neg_inf": "01" + _ZEROS10, "zero": "03" + _ZEROS10, "pos_inf": "05" + _ZEROS10}
-_MIN_INT64 = "-9223372036854775808"
-_ZERO_BITS_52 = "B'" + "0" * 52 + "'"
-_ZERO_BITS_12 = "B'" + "0" * 12 + "'"
-_TOP_BIT_64 = "B'1" + "0" * 63 + "'"
 
 # Well-formed UTF-8 (RFC 3629: no surrogates, nothing above U+10FFFF, shortest forms only;
 # NUL allowed) as a pattern over the lowercase hex digits of the bytes. Every alternative
@@ -62,6 +65,7 @@ UTF8_HEX_PATTERN = (
     f"|f48[0-9a-f]{_C}{_C}"
     ")*$"
 )
+_ZEROS10 = "00" * 10
 
 
 def quoted(schema: str) -> str:
@@ -84,63 +88,92 @@ def _dollar_quoted(body: str) -> str:
     return f"$kv{n}${body}$kv{n}$"
 
 
-def _number_id(negative: str, exponent: str, fraction: str) -> str:
-    """SQL for the 11-byte identity of a nonzero finite number (see encoding._number).
-
-    ``negative`` (boolean), ``exponent`` (integer: floor(log2 |x|)) and ``fraction`` (bit(64):
-    the bits after the leading 1 of |x|, left-aligned) are SQL expressions.
-    """
-    return (
-        f"CASE WHEN {negative}"
-        f" THEN {_bytes('02')} || substring(int4send(32767 - ({exponent})) FROM 3) || int8send((~({fraction}))::bit(64)::bigint)"
-        f" ELSE {_bytes('04')} || substring(int4send(32768 + ({exponent})) FROM 3) || int8send(({fraction})::bit(64)::bigint) END"
-    )
-
-
-def _int_id(i: str) -> str:
-    """SQL for the identity of the bigint expression ``i``."""
-    magnitude = f"(CASE WHEN {i} = {_MIN_INT64} THEN {_TOP_BIT_64} ELSE abs({i})::bit(64) END)"
-    top = f"position(B'1' IN {magnitude})"  # 1-based position of the leading 1
-    nonzero = _number_id(f"{i} < 0", f"64 - {top}", f"{magnitude} << {top}")
-    return f"(CASE WHEN {i} = 0 THEN {_bytes(_NUMBER_IDS['zero'])} ELSE {nonzero} END)"
-
-
-def _float_id(bits: str) -> str:
-    """SQL for the identity of the double whose IEEE 754 bits are the bit(64) expression ``bits``; NULL for NaN."""
-    negative = f"substring({bits} FROM 1 FOR 1) = B'1'"
-    exponent = f"substring({bits} FROM 2 FOR 11)::integer"
-    mantissa = f"substring({bits} FROM 13)"
-    top = f"position(B'1' IN {mantissa})"  # of a subnormal's mantissa
-    infinity = f"CASE WHEN {negative} THEN {_bytes(_NUMBER_IDS['neg_inf'])} ELSE {_bytes(_NUMBER_IDS['pos_inf'])} END"
-    subnormal = _number_id(negative, f"-1022 - {top}", f"({mantissa} || {_ZERO_BITS_12}) << {top}")
-    normal = _number_id(negative, f"{exponent} - 1023", f"{mantissa} || {_ZERO_BITS_12}")
-    return (
-        f"(CASE WHEN {exponent} = 2047 THEN CASE WHEN {mantissa} = {_ZERO_BITS_52} THEN {infinity} END"
-        f" WHEN {mantissa} = {_ZERO_BITS_52} AND {exponent} = 0 THEN {_bytes(_NUMBER_IDS['zero'])}"
-        f" WHEN {exponent} = 0 THEN {subnormal}"
-        f" ELSE {normal} END)"
-    )
-
-
-def _raw_bits(data: str) -> str:
-    """SQL: the 8 bytes of the bytea expression ``data`` as bit(64)."""
-    return f"('x' || encode({data}, 'hex'))::bit(64)"
-
-
-_NAN_BODY = """
+# number_id(raw, is_float): the 11-byte identity of the int (two's complement) or double (IEEE 754)
+# whose 8 big-endian bytes are raw, as encoding._number computes it: class byte, 16-bit
+# exponent floor(log2 |x|) offset by 0x8000, the 64 bits after the leading 1 of |x|; both
+# complemented for a negative number.
+_NUMBER_ID_BODY = f"""
+DECLARE
+    bits bit(64) := ('x' || encode(raw, 'hex'))::bit(64);
+    negative boolean := substring(bits FROM 1 FOR 1) = B'1';
+    exponent integer;
+    fraction bit(64);
+    top integer;
 BEGIN
-    RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-        MESSAGE = 'kv(' || d::text || '): NaN cannot be stored (it is not equal to itself, so it could never be found)';
+    IF length(raw) <> 8 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = 'number_id: raw must be 8 bytes';
+    END IF;
+    IF NOT is_float THEN
+        IF bits = B'0'::bit(64) THEN
+            RETURN {_bytes("03" + _ZEROS10)};
+        END IF;
+        IF negative THEN  -- the magnitude's bits; -2^63's are its own
+            fraction := CASE WHEN bits = B'1'::bit(64) THEN bits ELSE (-(bits::bigint))::bit(64) END;
+        ELSE
+            fraction := bits;
+        END IF;
+        top := position(B'1' IN fraction);  -- 1-based position of the leading 1
+        exponent := 64 - top;
+        fraction := fraction << top;
+    ELSE
+        exponent := substring(bits FROM 2 FOR 11)::integer;
+        fraction := substring(bits FROM 13) || B'000000000000';
+        IF exponent = 2047 THEN
+            IF fraction <> B'0'::bit(64) THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = 'kv(NaN): NaN cannot be stored (it is not equal to itself, so it could never be found)';
+            END IF;
+            RETURN CASE WHEN negative THEN {_bytes("01" + _ZEROS10)} ELSE {_bytes("05" + _ZEROS10)} END;
+        END IF;
+        IF exponent = 0 THEN
+            IF fraction = B'0'::bit(64) THEN
+                RETURN {_bytes("03" + _ZEROS10)};
+            END IF;
+            top := position(B'1' IN fraction);  -- a subnormal: the mantissa's leading 1
+            exponent := -1022 - top;
+            fraction := fraction << top;
+        ELSE
+            exponent := exponent - 1023;
+        END IF;
+    END IF;
+    IF negative THEN
+        RETURN {_bytes("02")} || substring(int4send(32767 - exponent) FROM 3) || int8send((~fraction)::bigint);
+    END IF;
+    RETURN {_bytes("04")} || substring(int4send(32768 + exponent) FROM 3) || int8send(fraction::bigint);
 END
 """
 
+# valid(v): is v an encoding Python wrote or could have written? A number must carry the identity
+# its own 8 raw bytes give (so that vid() of what any client wrote is the identity Python computes
+# for the decoded value), and is never NaN.
+_VALID_BODY = f"""
+DECLARE
+    tag integer;
+BEGIN
+    IF length(v) = 0 THEN
+        RETURN false;
+    END IF;
+    tag := get_byte(v, 0);
+    IF tag BETWEEN 1 AND 5 THEN
+        IF length(v) <> 20 OR get_byte(v, 11) > 1 THEN
+            RETURN false;
+        END IF;
+        IF get_byte(v, 11) = 1 AND (('x' || encode(substring(v FROM 13), 'hex'))::bit(64) << 1) > B'11111111111'::bit(64) THEN
+            RETURN false;  -- NaN
+        END IF;
+        RETURN substring(v FROM 1 FOR 11) = number_id(substring(v FROM 13), get_byte(v, 11) = 1);
+    END IF;
+    IF tag = 16 THEN
+        RETURN encode(substring(v FROM 2), 'hex') ~ '{UTF8_HEX_PATTERN}';
+    END IF;
+    RETURN tag = 32;
+END
+"""
 
-def _functions(s: str) -> list[str]:
-    stored_bits = _raw_bits("substring(v FROM 13 FOR 8)")
-    float_bits = _raw_bits("float8send(d)")
-    sql_fn = "LANGUAGE sql IMMUTABLE PARALLEL SAFE"
-    pinned = "SET search_path = pg_catalog, pg_temp"
-    show_body = f"""
+# kv_show(v): a float is rebuilt from its bits with exact arithmetic (the significand in [1, 2)
+# times a power of two in the normal range; each product is exact) and printed by float8out with
+# extra_float_digits = 1 (the shortest exact form), so float(kv_show(v)) is the value.
+_SHOW_BODY = f"""
 DECLARE
     raw bigint;
     exponent integer;
@@ -150,7 +183,7 @@ DECLARE
     nul integer;
 BEGIN
     IF length(v) = 20 AND get_byte(v, 0) BETWEEN 1 AND 5 AND get_byte(v, 11) IN (0, 1) THEN
-        raw := {stored_bits}::bigint;
+        raw := ('x' || encode(substring(v FROM 13), 'hex'))::bit(64)::bigint;
         IF get_byte(v, 11) = 0 THEN
             RETURN raw::text;
         END IF;
@@ -171,10 +204,10 @@ BEGIN
     ELSIF length(v) >= 1 AND get_byte(v, 0) = 16 THEN
         -- text cannot hold NUL: each NUL is shown as U+FFFD
         payload := substring(v FROM 2);
-        nul := position(decode('00', 'hex') IN payload);
+        nul := position({_bytes("00")} IN payload);
         WHILE nul > 0 LOOP
-            payload := overlay(payload PLACING decode('efbfbd', 'hex') FROM nul FOR 1);
-            nul := position(decode('00', 'hex') IN payload);
+            payload := overlay(payload PLACING {_bytes("efbfbd")} FROM nul FOR 1);
+            nul := position({_bytes("00")} IN payload);
         END LOOP;
         RETURN convert_from(payload, 'UTF8');
     ELSIF length(v) >= 1 AND get_byte(v, 0) = 32 THEN
@@ -184,46 +217,40 @@ BEGIN
         MESSAGE = 'kv_show: not a kvstore encoding: ' || encode(substring(v FROM 1 FOR 24), 'hex');
 END
 """
+
+
+def _functions(s: str) -> list[str]:
+    sql = "LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE"
+    plpgsql = "LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp"
     return [
-        # -- the counting identity: encoding.vid() -------------------------------------------
-        f"""CREATE FUNCTION {s}.vid(v bytea) RETURNS bytea {sql_fn}
-RETURN CASE WHEN v < {_bytes('10')} THEN substring(v FROM 1 FOR 11)
-            WHEN length(v) > {VID_LIMIT} THEN {_bytes('ff')} || sha256(v)
+        # The counting identity, encoding.vid(). Not STRICT: PostgreSQL inlines no STRICT function
+        # whose body holds a CASE (it returns NULL for NULL all the same).
+        f"""CREATE FUNCTION {s}.vid(v bytea) RETURNS bytea LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN v < {_bytes("10")} THEN substring(v FROM 1 FOR 11)
+            WHEN length(v) > {VID_LIMIT} THEN {_bytes("ff")} || sha256(v)
             ELSE v END""",
-        # -- kv(): values to encodings ---------------------------------------------------------
-        f"""CREATE FUNCTION {s}.kv_nan(d double precision) RETURNS bytea LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE {pinned}
-AS {_dollar_quoted(_NAN_BODY)}""",
-        f"""CREATE FUNCTION {s}.kv(i bigint) RETURNS bytea {sql_fn}
-RETURN {_int_id('i')} || {_bytes('00')} || int8send(i)""",
-        f"CREATE FUNCTION {s}.kv(i integer) RETURNS bytea {sql_fn} RETURN {s}.kv(i::bigint)",
-        f"CREATE FUNCTION {s}.kv(i smallint) RETURNS bytea {sql_fn} RETURN {s}.kv(i::bigint)",
-        f"""CREATE FUNCTION {s}.kv(d double precision) RETURNS bytea {sql_fn}
-RETURN CASE WHEN d = 'NaN'::double precision THEN {s}.kv_nan(d)
-            ELSE {_float_id(float_bits)} || {_bytes('01')} || float8send(d) END""",
-        f"CREATE FUNCTION {s}.kv(d real) RETURNS bytea {sql_fn} RETURN {s}.kv(d::double precision)",
+        f"CREATE FUNCTION {s}.number_id(raw bytea, is_float boolean) RETURNS bytea {plpgsql}\n"
+        f"AS {_dollar_quoted(_NUMBER_ID_BODY)}",
+        # kv(): values to encodings. The wrappers are one strict expression each, so the planner
+        # inlines them (and folds kv(42) to a constant).
+        f"CREATE FUNCTION {s}.kv(i bigint) RETURNS bytea {sql}\n"
+        f"RETURN {s}.number_id(int8send(i), false) || {_bytes('00')} || int8send(i)",
+        f"CREATE FUNCTION {s}.kv(i integer) RETURNS bytea {sql}\nRETURN {s}.kv(i::bigint)",
+        f"CREATE FUNCTION {s}.kv(i smallint) RETURNS bytea {sql}\nRETURN {s}.kv(i::bigint)",
+        f"CREATE FUNCTION {s}.kv(d double precision) RETURNS bytea {sql}\n"
+        f"RETURN {s}.number_id(float8send(d), true) || {_bytes('01')} || float8send(d)",
+        f"CREATE FUNCTION {s}.kv(d real) RETURNS bytea {sql}\nRETURN {s}.kv(d::double precision)",
         # numeric -> double precision rounds correctly (it parses the decimal digits), as Python's float() does.
-        f"CREATE FUNCTION {s}.kv(d numeric) RETURNS bytea {sql_fn} RETURN {s}.kv(d::double precision)",
-        f"CREATE FUNCTION {s}.kv(t text) RETURNS bytea {sql_fn} RETURN {_bytes('10')} || convert_to(t, 'UTF8')",
-        f"CREATE FUNCTION {s}.kv(b bytea) RETURNS bytea {sql_fn} RETURN {_bytes('20')} || b",
-        # -- valid(): is this a canonical encoding? ---------------------------------------------
-        # A number must carry the identity its own 8 raw bytes give (so vid() of what a client
-        # wrote is the identity Python computes for the decoded value), and never NaN.
-        f"""CREATE FUNCTION {s}.valid(v bytea) RETURNS boolean {sql_fn}
-RETURN CASE WHEN length(v) = 0 THEN false
-            WHEN v < {_bytes('06')} THEN CASE
-                WHEN length(v) <> 20 OR v < {_bytes('01')} THEN false
-                WHEN get_byte(v, 11) = 0 THEN substring(v FROM 1 FOR 11) = {_int_id(f'{stored_bits}::bigint')}
-                WHEN get_byte(v, 11) = 1 THEN coalesce(substring(v FROM 1 FOR 11) = {_float_id(stored_bits)}, false)
-                ELSE false END
-            WHEN get_byte(v, 0) = 16 THEN encode(substring(v FROM 2), 'hex') ~ '{UTF8_HEX_PATTERN}'
-            ELSE get_byte(v, 0) = 32 END""",
-        # -- kv_show(): an encoding as text ------------------------------------------------------
-        # A float is rebuilt from its bits with exact arithmetic (the significand in [1, 2) times
-        # a power of two in the normal range; each product is exact) and printed by float8out
-        # with extra_float_digits = 1 (shortest exact form), so float(kv_show(v)) is the value.
-        f"""CREATE FUNCTION {s}.kv_show(v bytea) RETURNS text LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
-{pinned} SET extra_float_digits = 1
-AS {_dollar_quoted(show_body)}""",
+        f"CREATE FUNCTION {s}.kv(d numeric) RETURNS bytea {sql}\nRETURN {s}.kv(d::double precision)",
+        f"CREATE FUNCTION {s}.kv(t text) RETURNS bytea {sql}\nRETURN {_bytes('10')} || convert_to(t, 'UTF8')",
+        f"CREATE FUNCTION {s}.kv(b bytea) RETURNS bytea {sql}\nRETURN {_bytes('20')} || b",
+        # PL/pgSQL, not an inlined expression: a CHECK constraint's expression is planned again for
+        # every statement, and that cost grows with its size (measured: +70-100 us per statement
+        # for an inlined CASE; a PL/pgSQL call is planned once per session).
+        f"CREATE FUNCTION {s}.valid(v bytea) RETURNS boolean {plpgsql}\n"
+        f"AS {_dollar_quoted(_VALID_BODY.replace('number_id(', s + '.number_id('))}",
+        f"CREATE FUNCTION {s}.kv_show(v bytea) RETURNS text {plpgsql} SET extra_float_digits = 1\n"
+        f"AS {_dollar_quoted(_SHOW_BODY)}",
     ]
 
 
@@ -349,7 +376,7 @@ def drop(schema: str) -> list[str]:
         f"DROP FUNCTION {s}.kv(smallint)",
         f"DROP FUNCTION {s}.kv(integer)",
         f"DROP FUNCTION {s}.kv(bigint)",
-        f"DROP FUNCTION {s}.kv_nan(double precision)",
+        f"DROP FUNCTION {s}.number_id(bytea, boolean)",
         f"DROP FUNCTION {s}.vid(bytea)",
     ]
 
