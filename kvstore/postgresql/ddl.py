@@ -6,9 +6,13 @@ stores, and other tables called ``items`` or ``counts``, can share a database:
 * ``S.items(key, value)``: both ``bytea`` in the encoding of :mod:`kvstore.postgresql.encoding`,
   checked by ``S.valid()``; ``items_value_idx`` indexes ``S.vid(value)``.
 * ``S.count_shards(vid, shard, value, n)``: how many items hold each counting identity, split
-  into up to 64 shards (``pg_backend_pid() % 64`` of the writer) so that writers updating the
-  same popular values do not queue on one row each. A value's count is ``sum(n)`` over its
-  shards; one shard may be negative; a row that reaches 0 is deleted. ``value`` is one
+  into shards so that writers updating the same popular values never queue on one row. Each
+  writing transaction owns its shard until it ends (a transaction-level advisory lock, tried
+  from ``pg_backend_pid() % 64`` on), so no two transactions ever write the same row: no lock
+  waits and no deadlocks, whatever the order of their statements (with ``pid % 64`` alone,
+  two backends sharing a shard deadlocked: an upsert fires its UPDATE and then its INSERT
+  trigger, each locking rows in vid order, but not the union). A value's count is ``sum(n)``
+  over its shards; a shard may be negative; a row that reaches 0 is deleted. ``value`` is one
   encoding with that identity (the smallest the writer saw), shown by the view.
 * ``S.counts(value, n)``: the public contract, one row per identity with ``n > 0``:
   ``SELECT S.kv_show(value), n FROM S.counts``.
@@ -45,6 +49,8 @@ Choices that are not obvious:
 """
 
 from __future__ import annotations
+
+import zlib
 
 VID_LIMIT = 512  # encoding.VID_LIMIT: an encoding longer than this is counted by its SHA-256
 SHARDS = 64
@@ -295,15 +301,34 @@ _DELTAS = {
 }
 
 
-def _trigger_function(s: str, event: str) -> str:
+def _lock_key(schema: str) -> int:
+    """The first key of the store's shard locks (``pg_try_advisory_xact_lock(key, shard)``): a 32-bit hash of the schema.
+
+    Two stores whose names hash alike only make each other's writers skip some shards; correctness
+    needs only that two transactions of one store never hold the same (key, shard).
+    """
+    return int.from_bytes(zlib.crc32(schema.encode()).to_bytes(4, "big"), "big", signed=True)
+
+
+def _trigger_function(s: str, lock_key: int, event: str) -> str:
     body = f"""
 DECLARE
+    my_shard integer := mod(pg_backend_pid(), {SHARDS});
+    tries integer := 0;
     emptied bytea[];
 BEGIN
-    -- One upsert, in vid order (writers sharing a shard lock its rows in the same order).
+    -- Own a shard until the transaction ends: the first one whose lock is free, from pid % {SHARDS} on
+    -- (re-entrant: a later statement of this transaction gets its shard back). No two transactions
+    -- ever write the same count_shards row, so no writer waits for another here, whatever the order
+    -- of its statements. Past {SHARDS} concurrent writers the shards go on at {SHARDS}, {SHARDS + 1}, ...
+    WHILE NOT pg_try_advisory_xact_lock({lock_key}, my_shard) LOOP
+        tries := tries + 1;
+        my_shard := CASE WHEN tries < {SHARDS} THEN mod(pg_backend_pid() + tries, {SHARDS}) ELSE tries END;
+    END LOOP;
+    -- One set-based upsert of the statement's deltas (in vid order, as a matter of habit).
     WITH applied AS (
         INSERT INTO {s}.count_shards AS c (vid, shard, value, n)
-        SELECT vid, mod(pg_backend_pid(), {SHARDS}), value, delta
+        SELECT vid, my_shard, value, delta
         FROM ({_DELTAS[event].format(s=s)}) AS deltas
         ORDER BY vid
         ON CONFLICT (vid, shard) DO UPDATE SET n = c.n + excluded.n
@@ -311,7 +336,7 @@ BEGIN
     )
     SELECT array_agg(vid) INTO emptied FROM applied WHERE n = 0;
     IF emptied IS NOT NULL THEN
-        DELETE FROM {s}.count_shards WHERE shard = mod(pg_backend_pid(), {SHARDS}) AND vid = ANY (emptied) AND n = 0;
+        DELETE FROM {s}.count_shards WHERE shard = my_shard AND vid = ANY (emptied) AND n = 0;
     END IF;
     RETURN NULL;
 END
@@ -321,11 +346,11 @@ SET search_path = pg_catalog, pg_temp
 AS {_dollar_quoted(body)}"""
 
 
-def _triggers(s: str) -> list[str]:
+def _triggers(s: str, lock_key: int) -> list[str]:
     return [
-        _trigger_function(s, "INSERT"),
-        _trigger_function(s, "UPDATE"),
-        _trigger_function(s, "DELETE"),
+        _trigger_function(s, lock_key, "INSERT"),
+        _trigger_function(s, lock_key, "UPDATE"),
+        _trigger_function(s, lock_key, "DELETE"),
         f"""CREATE FUNCTION {s}.items_counts_truncate() RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS {_dollar_quoted(f'''
@@ -348,7 +373,7 @@ FOR EACH STATEMENT EXECUTE FUNCTION {s}.items_counts_truncate()""",
 def create(schema: str) -> list[str]:
     """The statements that create a store in the existing, empty schema ``schema`` (run them in one transaction)."""
     s = quoted(schema)
-    return _functions(s) + _tables(s) + _triggers(s)
+    return _functions(s) + _tables(s) + _triggers(s, _lock_key(schema))
 
 
 def drop(schema: str) -> list[str]:
