@@ -317,7 +317,7 @@ DECLARE
     tries integer := 0;
     emptied bytea[];
 BEGIN
-    -- Own a shard until the transaction ends: the first one whose lock is free, from pid % {SHARDS} on
+    -- Own a shard until the transaction ends: the first one whose lock is free, from pid mod {SHARDS} on
     -- (re-entrant: a later statement of this transaction gets its shard back). No two transactions
     -- ever write the same count_shards row, so no writer waits for another here, whatever the order
     -- of its statements. Past {SHARDS} concurrent writers the shards go on at {SHARDS}, {SHARDS + 1}, ...
