@@ -779,6 +779,34 @@ def test_problems_and_rebuild(conn: Any, s: str, pg_schema: str) -> None:
     assert one(conn, f"SELECT count(*) FROM {s}.count_shards WHERE shard <> 0") == 0
 
 
+def test_restore(conn: Any, s: str, pg_schema: str) -> None:
+    """restore() puts back dropped or disabled triggers and a dropped value index; rebuild() then recounts."""
+    conn.execute(SETUP.format(s=s))
+    conn.execute(f"DROP TRIGGER items_counts_update ON {s}.items")
+    conn.execute(f"ALTER TABLE {s}.items DISABLE TRIGGER items_counts_insert")
+    conn.execute(f"DROP INDEX {s}.{ddl.VALUE_INDEX}")
+    conn.execute(f"DROP FUNCTION {s}.items_counts_delete() CASCADE")
+    conn.execute(f"INSERT INTO {s}.items VALUES ({s}.kv(100), {s}.kv('x'))")
+    conn.execute(f"UPDATE {s}.items SET value = {s}.kv('y') WHERE key = {s}.kv(1)")
+    conn.execute(f"DELETE FROM {s}.items WHERE key = {s}.kv(2)")
+    assert conn.execute(ddl.problems(pg_schema)).fetchall() != []
+    with conn.transaction():
+        for statement in ddl.restore(pg_schema) + ddl.rebuild(pg_schema):
+            conn.execute(statement)
+    triggers = conn.execute("SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal",
+                            (f"{s}.items",)).fetchall()
+    assert sorted(triggers) == sorted((name, "O") for name in ddl.TRIGGERS)
+    assert one(conn, "SELECT count(*) FROM pg_indexes WHERE schemaname = %s AND indexname = %s", (pg_schema, ddl.VALUE_INDEX)) == 1
+    check_counts(conn, s)
+    for step in ("UPDATE {s}.items SET value = {s}.kv(1) WHERE value = {s}.kv('b')", "DELETE FROM {s}.items WHERE value = {s}.kv(0)"):
+        conn.execute(step.format(s=s))
+        check_counts(conn, s, step)
+    with conn.transaction():  # restore() on a sound store changes nothing
+        for statement in ddl.restore(pg_schema):
+            conn.execute(statement)
+    check_counts(conn, s)
+
+
 def test_statement_costs(conn: Any, s: str) -> None:
     """Not an assertion about speed: prints what one autocommit single-row upsert costs with and without the triggers."""
     conn.execute(f"CREATE TABLE {s}.bare (LIKE {s}.items INCLUDING ALL)")

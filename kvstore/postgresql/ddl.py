@@ -58,7 +58,10 @@ from __future__ import annotations
 import zlib
 
 VID_LIMIT = 512  # encoding.VID_LIMIT: an encoding longer than this is counted by its SHA-256
-SHARDS = 64
+SHARDS = 64  # shards preferred by writers (pid mod 64); more are used only past 64 concurrent writers
+VALUE_INDEX = "items_value_idx"
+TRIGGERS = ("items_counts_insert", "items_counts_update", "items_counts_delete", "items_counts_truncate")
+"""The counting triggers on ``items``, which verify() checks are present and enabled."""
 
 # Well-formed UTF-8 (RFC 3629: no surrogates, nothing above U+10FFFF, shortest forms only;
 # NUL allowed) as a pattern over the lowercase hex digits of the bytes. Every alternative
@@ -262,7 +265,7 @@ def _tables(s: str) -> list[str]:
     key bytea PRIMARY KEY CONSTRAINT items_key_valid CHECK ((key::{s}.encoded) IS NOT NULL),
     value bytea NOT NULL CONSTRAINT items_value_valid CHECK ((value::{s}.encoded) IS NOT NULL)
 )""",
-        f"CREATE INDEX items_value_idx ON {s}.items ({s}.vid(value))",
+        f"CREATE INDEX {VALUE_INDEX} ON {s}.items ({s}.vid(value))",
         # No CHECK (n > 0): see the module docstring. fillfactor leaves room on each page for
         # HOT updates of the hot rows.
         f"""CREATE TABLE {s}.count_shards (
@@ -396,6 +399,19 @@ def drop(schema: str) -> list[str]:
         f"DROP FUNCTION {s}.kv(bigint)",
         f"DROP FUNCTION {s}.number_id(bytea, boolean)",
         f"DROP FUNCTION {s}.vid(bytea)",
+    ]
+
+
+def restore(schema: str) -> list[str]:
+    """Statements that put back the value index and the counting triggers and their functions
+    as :func:`create` makes them (for repair(); then run :func:`rebuild`)."""
+    s = quoted(schema)
+    triggers = _triggers(s, _lock_key(schema))
+    again = [statement.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1) for statement in triggers]
+    return [
+        f"CREATE INDEX IF NOT EXISTS {VALUE_INDEX} ON {s}.items ({s}.vid(value))",
+        *(f"DROP TRIGGER IF EXISTS {name} ON {s}.items" for name in TRIGGERS),
+        *again,
     ]
 
 
