@@ -33,8 +33,6 @@ class Statements:
     keys_for_after: str
     items_first: str
     items_after: str
-    clear: str
-    merge: str
     sizes: str
 
     @classmethod
@@ -67,11 +65,6 @@ class Statements:
             keys_for_after=f"SELECT key FROM {s}.items WHERE {s}.vid(value) = %s AND key > %s ORDER BY key LIMIT %s",
             items_first=f"SELECT key, value FROM {s}.items WHERE key >= %s ORDER BY key LIMIT %s",
             items_after=f"SELECT key, value FROM {s}.items WHERE key > %s ORDER BY key LIMIT %s",
-            clear=f"DELETE FROM {s}.items",
-            # One statement for the whole load: the statement-level triggers apply one delta per value.
-            merge=f"INSERT INTO {s}.items (key, value) SELECT DISTINCT ON (key) key, value "
-                  "FROM pg_temp.kvstore_load ORDER BY key, seq DESC "
-                  "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             sizes=f"SELECT pg_table_size('{s}.items'), pg_relation_size('{s}.items_pkey'), "
                   f"pg_relation_size('{s}.items_value_idx'), pg_total_relation_size('{s}.count_shards'), "
                   f"(SELECT count(*) FROM {s}.counts)",

@@ -25,7 +25,7 @@ from kvstore import ranges
 from kvstore.api import MISSING, Items, StoreAPI, pairs_of
 from kvstore.connection import Options
 from kvstore.errors import Error
-from kvstore.postgresql import encoding, schema as schemas
+from kvstore.postgresql import ddl, encoding, schema as schemas
 from kvstore.postgresql.connections import Connections, Settings, libpq_url, lost, redacted, retryable, translate
 from kvstore.postgresql.encoding import decode, encode, value_id
 from kvstore.postgresql.statements import Statements
@@ -400,6 +400,7 @@ class PostgresStore(StoreAPI):
             raise self._failed(exc) from exc
 
     def _copy(self, rows: Iterator[tuple[bytes, bytes]]) -> None:
+        """Stream the pairs with binary COPY, then merge them with one delta per value (ddl.bulk_merge)."""
         conn = self._conns.get()
         try:
             conn.execute("CREATE TEMPORARY TABLE kvstore_load (seq bigint, key bytea, value bytea)")
@@ -408,14 +409,21 @@ class PostgresStore(StoreAPI):
                 copy.set_types(["int8", "bytea", "bytea"])
                 for seq, (key, value) in enumerate(rows):
                     copy.write_row((seq, key, value))
-            conn.execute(self._sql.merge)
-            conn.execute("DROP TABLE pg_temp.kvstore_load")
+            for statement in ddl.bulk_merge(self.schema):
+                cursor = conn.execute(statement)
+            (emptied,) = cursor.fetchone() or ([],)  # the last statement's answer
+            if emptied:
+                conn.execute(ddl.bulk_emptied(self.schema), (emptied,))
+            for statement in ddl.bulk_finish(self.schema):
+                conn.execute(statement)
         except psycopg.Error as exc:
             raise self._failed(exc) from exc
 
     def clear(self) -> None:
-        """Remove every pair in one statement (the triggers apply one delta per value)."""
-        self._run(self._sql.clear)
+        """Remove every pair in one transaction, counts with them (other writers wait meanwhile)."""
+        with self.transaction():
+            for statement in ddl.clear(self.schema):
+                self._run(statement)
 
     # -- upkeep --------------------------------------------------------------------------------
 
