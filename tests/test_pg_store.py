@@ -281,10 +281,13 @@ def _with(url: str, **parts: object) -> str:
 
 
 def test_tcp_url_with_password(pg_tcp_url: str) -> None:
-    with kvstore.open(pg_tcp_url, schema="tcp_store") as db:
-        db[1] = "x"
-        assert db.count("x") == 1
-        assert "secret" not in repr(db) and "secret" not in db.path
+    try:
+        with kvstore.open(pg_tcp_url, schema="tcp_store") as db:
+            db[1] = "x"
+            assert db.count("x") == 1
+            assert "secret" not in repr(db) and "secret" not in db.path
+    finally:
+        pg_server.drop_schema(pg_tcp_url, "tcp_store")
 
 
 def test_connection_errors_are_clear(pg_tcp_url: str) -> None:
@@ -422,3 +425,25 @@ def test_a_store_migrated_down_and_up_equals_a_created_one(pg_url: str, pg_schem
         schemas.migrate(pg_url, pg_schema, target)
     schemas.migrate(pg_url, pg_schema, "head")
     assert _catalog(pg_url, pg_schema) == created
+
+
+def test_small_updates_in_opposite_orders_never_deadlock(pg) -> None:
+    """Two threads update the same keys in opposite orders: rows are locked in key order, so no deadlock."""
+    keys = list(range(40))
+    errors: list[BaseException] = []
+
+    def work(order: list[int], value: str) -> None:
+        try:
+            for _ in range(30):
+                pg.update([(k, value) for k in order])
+                pg.incr("hits")
+        except BaseException as exc:  # a RetryableError here would be a deadlock surfaced to the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(keys, "a")), threading.Thread(target=work, args=(keys[::-1], "b"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert pg["hits"] == 60 and pg.verify() == []

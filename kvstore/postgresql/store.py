@@ -24,7 +24,7 @@ import psycopg
 from kvstore import ranges
 from kvstore.api import MISSING, Items, StoreAPI, pairs_of
 from kvstore.connection import Options
-from kvstore.errors import Error
+from kvstore.errors import Error, RetryableError
 from kvstore.postgresql import ddl, encoding, schema as schemas
 from kvstore.postgresql.connections import Connections, Settings, libpq_url, lost, redacted, retryable, translate
 from kvstore.postgresql.encoding import decode, encode, value_id
@@ -176,6 +176,17 @@ class PostgresStore(StoreAPI):
             raise TypeError(f"incr() adds an int or a float, not {type(delta).__name__}")
         check_value(delta)
         encoded = encode(key)
+        for attempt in itertools.count():
+            try:
+                return self._add(key, encoded, delta)
+            except RetryableError:  # a deadlock with another transaction: this call rolled back whole
+                if self._conns.depth or attempt >= RETRIES:
+                    raise
+                time.sleep(0.001 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    def _add(self, key: Key, encoded: bytes, delta: int | float) -> int | float:
+        """incr() in one transaction (a savepoint inside the caller's): the row locked while it changes."""
         with self.transaction():
             rows = self._run(self._sql.lock_row, (encoded,))
             if not rows:
@@ -388,7 +399,9 @@ class PostgresStore(StoreAPI):
             first = [_encoded(pair) for pair in itertools.islice(stream, SMALL)]
             if len(first) < SMALL:
                 if first:
-                    self._many(first)
+                    # In key order (stable: of two pairs with one key the later still wins), so
+                    # that two update()s lock their rows in one order and never deadlock.
+                    self._many(sorted(first, key=lambda pair: pair[0]))
                 return
             self._copy(itertools.chain(first, map(_encoded, stream)))
 
