@@ -46,13 +46,13 @@ def __getattr__(name: str) -> Any:
         return StoreAPI
     # __version__ comes from the installed metadata, read on first use: importing
     # importlib.metadata costs milliseconds that `kvstore count` should not pay.
-    # The problem classes of verify() load with kvstore.upkeep, and the stopwatch (which
+    # The problem classes of verify() load with kvstore.problems, and the stopwatch (which
     # imports logging and inspect) with kvstore.timer, on first use: `kvstore count`
     # should not pay for them.
     if name in _UPKEEP:
-        from kvstore import upkeep
+        from kvstore import problems
 
-        return getattr(upkeep, name)
+        return getattr(problems, name)
     if name in ("stopwatch", "Stopwatch"):
         from kvstore import timer
 

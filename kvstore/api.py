@@ -1,6 +1,6 @@
 """The dialect-neutral part of a store: what every backend's Store shares, and what it must provide.
 
-:class:`StoreAPI` is the base of :class:`kvstore.store.Store` (SQLite) and
+:class:`StoreAPI` is the base of :class:`kvstore.sqlite.store.Store` (SQLite) and
 :class:`kvstore.postgresql.store.PostgresStore`. It holds the mapping protocol built on a
 backend's ``get``/``delete``, the key/item/value views, argument checks shared by both, the
 batched load and file formats; each backend supplies the statements (documented below as
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Self, cast
 from kvstore.validate import Key, Value
 
 if TYPE_CHECKING:
-    from kvstore.upkeep import Problem
+    from kvstore.problems import Problem
 
 MISSING: Any = object()
 """The default that tells "no such key" apart from every value a store can hold."""

@@ -28,11 +28,11 @@ import click
 
 import kvstore
 import kvstore.validate
-from kvstore.files import remove_database
+from kvstore.sqlite.files import remove_database
 from kvstore.postgresql import SCHEMES as POSTGRESQL_SCHEMES
 from kvstore.timer import stopwatch
 from kvstore.api import StoreAPI
-from kvstore.reads import Strategy
+from kvstore.sqlite.reads import Strategy
 from kvstore.units import format_duration, format_size
 
 FOODS = ("apple", "banana", "carrot", "celery", "mirepoix", "clementine")

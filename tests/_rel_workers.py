@@ -208,7 +208,7 @@ def crash_writer(path: str, log_path: str, seed: int, bulk_n: int, durable: bool
         log.write(line + "\n")
         log.flush()
 
-    import kvstore.triggers as kt
+    import kvstore.sqlite.triggers as kt
 
     drop = kt.drop_statements
 
@@ -448,7 +448,7 @@ def writer_thread(db: kvstore.Store, proc: int, thread: int, duration: float, se
 
 def many_process(db_or_path: Any, proc: int, duration: float, seed: int, out_path: str) -> None:
     """One process of the many-writers test: two writer threads on one store."""
-    import kvstore.triggers as kt
+    import kvstore.sqlite.triggers as kt
 
     drops = Counter()
     drop = kt.drop_statements

@@ -68,7 +68,7 @@ def test_numbers_count_as_python_compares_them(db):
 
 
 def test_iteration_is_paged_and_tolerates_writes(db, monkeypatch):
-    monkeypatch.setattr(kvstore.session, "PAGE", 7)
+    monkeypatch.setattr(kvstore.sqlite.session, "PAGE", 7)
     db.update((i, i % 3) for i in range(100))
     seen = []
     for key in db:

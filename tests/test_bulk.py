@@ -8,8 +8,8 @@ import sqlite3
 import pytest
 
 import kvstore
-from kvstore import bulk
-from kvstore.connection import CACHE
+from kvstore.sqlite import bulk
+from kvstore.sqlite.connection import CACHE
 
 
 def schema(path: str) -> list[tuple[str, str, str]]:

@@ -16,7 +16,7 @@ import time
 import pytest
 
 import kvstore
-from kvstore import checkpointer
+from kvstore.sqlite import checkpointer
 from tests.test_process_safety import fork_child, wait_child
 
 

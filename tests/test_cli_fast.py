@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 
 import kvstore
-from kvstore import migrate
+from kvstore.sqlite import migrate
 from kvstore.cli import fast, options
 from tests.test_cli import ok
 from tests.test_migrations import revision, revision_one_file
 
 SLOW_MODULES = ("click", "typing", "dataclasses", "threading", "sqlalchemy", "alembic", "kvstore.store",
-                "kvstore.migrate", "kvstore.connection", "kvstore.cli.group", "kvstore.formats")
+                "kvstore.sqlite.store", "kvstore.sqlite.migrate", "kvstore.sqlite.connection", "kvstore.cli.group",
+                "kvstore.formats")
 
 
 def count_process(*args: str) -> tuple[int, str, str, list[str]]:

@@ -62,7 +62,7 @@ def test_a_kvstore_file_with_a_hot_journal_opens_and_upgrades(tmp_path):
     with kvstore.open(path) as db:  # SQLite rolls the journal back, then the upgrade runs
         assert len(db) == 500 and db.count("v1") == 167 and "doomed0" not in db
         assert db.verify() == []
-    assert revision(path) == kvstore.migrate.HEAD_REVISION
+    assert revision(path) == kvstore.sqlite.migrate.HEAD_REVISION
     assert not os.path.exists(path + "-journal") and integrity(path) == ["ok"]
 
 

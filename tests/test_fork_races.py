@@ -1,7 +1,7 @@
 """fork() racing other threads: a transaction in a third thread, a long call, a store being opened.
 
 Each of these hung or lost its way before fork() learned to let go of the locks it had taken
-while it waited for another (kvstore.pool): a fork holding the slot lock of a thread in the middle
+while it waited for another (kvstore.sqlite.pool): a fork holding the slot lock of a thread in the middle
 of a transaction while waiting for a thread blocked on that transaction's SQLite lock deadlocked
 all three; a fork that gave up waiting (the forking thread itself holding a transaction) left
 children that hung on SQLite's process-wide mutexes or on a lock of a store being opened.
@@ -20,8 +20,8 @@ import time
 import pytest
 
 import kvstore
-from kvstore.connection import Options
-from kvstore.migrate import migrate
+from kvstore.sqlite.connection import Options
+from kvstore.sqlite.migrate import migrate
 from tests._rel_workers import holding, release
 from tests.helpers import scaled
 from tests.test_process_safety import assert_sound, fork_child, wait_child

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 import kvstore
-from kvstore.upkeep import SchemaProblem
+from kvstore.problems import SchemaProblem
 
 
 @pytest.fixture

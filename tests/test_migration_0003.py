@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 import kvstore
-from kvstore import migrate
+from kvstore.sqlite import migrate
 from kvstore.cli import cli
 from tests.helpers import scaled
 from tests.test_migrations import alembic, master, revision

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import kvstore
-from kvstore import migrate, schema
-from kvstore.connection import Options
+from kvstore.sqlite import migrate, schema
+from kvstore.sqlite.connection import Options
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -210,8 +210,8 @@ class BulkPathMachine(StoreMachine):
     def __init__(self) -> None:
         super().__init__()
         self._patch = pytest.MonkeyPatch()
-        self._patch.setattr(kvstore.bulk, "CHUNK", 3)
-        self._patch.setattr(kvstore.bulk, "BULK_MIN", 4)
+        self._patch.setattr(kvstore.sqlite.bulk, "CHUNK", 3)
+        self._patch.setattr(kvstore.sqlite.bulk, "BULK_MIN", 4)
 
     def teardown(self) -> None:
         super().teardown()

@@ -1,7 +1,7 @@
 """fork(), threads and close(): no acknowledged write is ever lost, nothing hangs or crashes.
 
 Each scenario here lost data, corrupted the file, hung or crashed the process before
-kvstore.pool existed (see its docstring for the mechanism). They use real ``os.fork()``, real
+kvstore.sqlite.pool existed (see its docstring for the mechanism). They use real ``os.fork()``, real
 multiprocessing (fork and spawn), real threads and real processes, and repeat the racy ones
 (rounds scale with KVSTORE_TEST_SCALE). After each: every acknowledged write is present,
 ``PRAGMA integrity_check`` is ok and ``verify()`` is empty.

@@ -10,8 +10,8 @@ import time
 import pytest
 
 import kvstore
-from kvstore import reads
-from kvstore.connection import DEFAULT_MMAP_SIZE, Options
+from kvstore.sqlite import reads
+from kvstore.sqlite.connection import DEFAULT_MMAP_SIZE, Options
 from tests.helpers import scaled
 
 

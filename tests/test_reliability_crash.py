@@ -24,7 +24,7 @@ from tests._rel_workers import MARKERS, apply_op, integrity, parse_log, reap, st
 from tests.helpers import scaled
 
 BULK_N = 65_000
-"""Pairs per bulk update(): ≥ 50,000 (kvstore.bulk.BULK_MIN) and far more than a quarter of
+"""Pairs per bulk update(): ≥ 50,000 (kvstore.sqlite.bulk.BULK_MIN) and far more than a quarter of
 the store, so the batch drops the triggers inside its transaction and rebuilds counts."""
 
 # Where to aim each kill: anywhere, just after a bulk update dropped the triggers, inside a

@@ -4,7 +4,7 @@ leave everything committed before intact and counts exact, and work again once s
 Two ways to fill the disk:
 
 * ``PRAGMA max_page_count`` added to every connection the store opens (monkeypatching
-  kvstore.connection.apply_pragmas): portable, and it fails *inside* statements, e.g. in the
+  kvstore.sqlite.connection.apply_pragmas): portable, and it fails *inside* statements, e.g. in the
   middle of a bulk update() after it dropped the triggers.
 * A real 16 MiB tmpfs filled with a filler file (needs root; skipped otherwise): real ENOSPC,
   which SQLite also meets when spilling a transaction to the WAL and at COMMIT, where it may
@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 import kvstore
-import kvstore.connection
-import kvstore.triggers
+import kvstore.sqlite.connection
+import kvstore.sqlite.triggers
 from tests._rel_workers import integrity, trigger_names, typed_items
 
 BULK_N = 65_000  # takes update()'s bulk path (triggers dropped, counts rebuilt) on these stores
@@ -34,13 +34,13 @@ BULK_N = 65_000  # takes update()'s bulk path (triggers dropped, counts rebuilt)
 def drops(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Times at which update() dropped the triggers for its bulk path."""
     seen: list[float] = []
-    original = kvstore.triggers.drop_statements
+    original = kvstore.sqlite.triggers.drop_statements
 
     def spy(ddls):
         seen.append(time.monotonic())
         return original(ddls)
 
-    monkeypatch.setattr(kvstore.triggers, "drop_statements", spy)
+    monkeypatch.setattr(kvstore.sqlite.triggers, "drop_statements", spy)
     return seen
 
 
@@ -51,7 +51,7 @@ def bulk(tag: str, n: int = BULK_N):
 def assert_intact(db: kvstore.Store, path: str, before: dict) -> None:
     assert typed_items(db) == before, "data committed before the failure changed"
     assert db.verify() == [], "counts drifted"
-    assert trigger_names(path) >= {kvstore.triggers.trigger_name(d) for d in kvstore.triggers.CURRENT}
+    assert trigger_names(path) >= {kvstore.sqlite.triggers.trigger_name(d) for d in kvstore.sqlite.triggers.CURRENT}
     assert integrity(path) == ["ok"]
 
 
@@ -62,14 +62,14 @@ def assert_intact(db: kvstore.Store, path: str, before: dict) -> None:
 def page_limit(monkeypatch: pytest.MonkeyPatch) -> dict[str, int | None]:
     """Set ``page_limit["pages"]`` to cap the file of every connection opened from then on."""
     limit: dict[str, int | None] = {"pages": None}
-    original = kvstore.connection.apply_pragmas
+    original = kvstore.sqlite.connection.apply_pragmas
 
     def apply(conn, options):
         original(conn, options)
         if limit["pages"] is not None:
             conn.execute(f"PRAGMA max_page_count = {limit['pages']}")
 
-    monkeypatch.setattr(kvstore.connection, "apply_pragmas", apply)
+    monkeypatch.setattr(kvstore.sqlite.connection, "apply_pragmas", apply)
     return limit
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import kvstore
-from kvstore import triggers
+from kvstore.sqlite import triggers
 from tests._rel_workers import (
     FOREIGN_FORMS,
     FOREIGN_KEYS,

@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import kvstore
-import kvstore.connection
+import kvstore.sqlite.connection
 from tests._rel_workers import raw_counts, trigger_names, typed, typed_items
 from tests.helpers import scaled
 
@@ -427,13 +427,13 @@ def test_lone_surrogate_deep_in_a_huge_string_is_rejected_without_writing(tmp_pa
 def test_too_big_for_sqlite_is_a_value_error_and_the_batch_is_rejected(tmp_path: Path, monkeypatch) -> None:
     """SQLite's length limit (1 GB by default; lowered here to 1 MB) refuses the value at bind
     time: a ValueError, and an update() batch holding it is rolled back whole."""
-    original = kvstore.connection.apply_pragmas
+    original = kvstore.sqlite.connection.apply_pragmas
 
     def limited(conn, options):
         original(conn, options)
         conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1_000_000)
 
-    monkeypatch.setattr(kvstore.connection, "apply_pragmas", limited)
+    monkeypatch.setattr(kvstore.sqlite.connection, "apply_pragmas", limited)
     path = str(tmp_path / "limit.db")
     with kvstore.open(path) as db:
         db["keep"] = "kept"

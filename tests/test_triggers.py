@@ -12,7 +12,7 @@ import sqlite3
 import pytest
 
 import kvstore
-from kvstore import sql
+from kvstore.sqlite import sql
 from tests.helpers import scaled
 
 SEED_ROWS = [(1, "a"), (2, "a"), (3, "b"), ("k", 1), (b"k", 1.0), (4, "c")]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import kvstore
-from kvstore import sql, triggers, upkeep
+from kvstore.sqlite import sql, triggers, upkeep
 from tests._rel_workers import integrity
 
 COLOURS = ["red", "green", "blue", 1, 1.0, b"x"]
@@ -187,7 +187,7 @@ def test_kvstore_trigger(path: str, conn: sqlite3.Connection, name: str, how: st
     conn.execute("REPLACE INTO items VALUES (3, 'drift'), ('n', 'drift')")
     conn.execute("UPDATE items SET key = 'moved', value = 'drift2' WHERE key = 4")
     conn.execute("DELETE FROM items WHERE key = 5")
-    if how == "dropped":  # already reported and repaired before kvstore.upkeep: a regression guard
+    if how == "dropped":  # already reported and repaired before kvstore.sqlite.upkeep: a regression guard
         check(path, {name}, "trigger is missing; counts will drift")
     else:
         check(path, {name}, "differs from kvstore's definition", "repair() restores it")

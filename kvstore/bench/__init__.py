@@ -2,7 +2,7 @@
 
 Every kvstore figure has a reference beside it: raw ``sqlite3`` doing the same work on the
 same file in the same run, on a connection with the same pragmas
-(:func:`kvstore.connection.connect`). The two run in interleaved batches (kvstore, raw,
+(:func:`kvstore.sqlite.connection.connect`). The two run in interleaved batches (kvstore, raw,
 raw, kvstore, ...) so that the noise of a shared machine falls on both alike; each figure is
 the median (p50) or 99th percentile (p99) of the per-operation time of those batches, and
 ``ratio`` is kvstore's p50 over raw's p50.
@@ -10,7 +10,7 @@ the median (p50) or 99th percentile (p99) of the per-operation time of those bat
 The references, operation by operation:
 
 - ``count`` (strategy ``counts``): ``SELECT n FROM counts`` found through the index on
-  counts' values, as :data:`kvstore.sql.COUNT` writes it; for
+  counts' values, as :data:`kvstore.sqlite.sql.COUNT` writes it; for
   ``group_by`` and ``scan`` the same SQL kvstore runs (an aggregate over the value index,
   and a full scan), so those ratios show the cost of the Python layer alone.
 - ``get(key)`` and ``db[key]``: ``SELECT value FROM items WHERE key = ?``.
@@ -146,7 +146,7 @@ def run(
             (f"latencies: time per operation over batches (set(): {SET_BATCH} writes a batch); "
              "p50 = median, p99 = 99th percentile; kvstore and raw sqlite3 batches interleaved on the "
              "same file (set(): on two copies of it); ratio = kvstore p50 / raw p50"),
-            ("raw sqlite3: a connection from kvstore.connection.connect (same pragmas), except for set(): "
+            ("raw sqlite3: a connection from kvstore.sqlite.connection.connect (same pragmas), except for set(): "
              "a plain sqlite3.connect() with synchronous=NORMAL; "
              "bulk references insert into the same items table and index without the count triggers"),
             *([f"peers {' and '.join(capped)} are loaded with at most {PEER_CAP:,} pairs"] if capped else []),

@@ -21,7 +21,7 @@ from kvstore.bench.timing import (
     summarize,
     time_once,
 )
-from kvstore.files import remove_database
+from kvstore.sqlite.files import remove_database
 
 Step = Callable[[str], None]
 

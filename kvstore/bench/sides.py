@@ -8,13 +8,12 @@ import abc
 import os
 from typing import Any, Literal
 
-from kvstore import sql, triggers
-from kvstore.bulk import in_key_order
+from kvstore.sqlite import VALUE_INDEX, sql, triggers
+from kvstore.sqlite.bulk import in_key_order
 from kvstore.bench.data import Pair
 from kvstore.bench.peers import Peer
 from kvstore.bench.timing import Op
-from kvstore.connection import Options, connect
-from kvstore.constants import VALUE_INDEX
+from kvstore.sqlite.connection import Options, connect
 
 Strategy = Literal["counts", "group_by", "scan"]
 STRATEGIES: tuple[Strategy, ...] = ("counts", "group_by", "scan")
@@ -102,7 +101,7 @@ class Kvstore(SqliteSide):
 
 
 class RawSqlite(SqliteSide):
-    """Raw ``sqlite3`` on a connection with kvstore's pragmas (:func:`kvstore.connection.connect`).
+    """Raw ``sqlite3`` on a connection with kvstore's pragmas (:func:`kvstore.sqlite.connection.connect`).
 
     Bulk writes are one ``executemany`` in one ``BEGIN IMMEDIATE`` transaction: a plain
     INSERT for ``load`` (into an empty store), an upsert for ``merge``; on a file whose

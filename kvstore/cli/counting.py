@@ -19,7 +19,7 @@ from kvstore.cli.options import (
 )
 from kvstore.cli.output import emit, output_options
 from kvstore.api import StoreAPI
-from kvstore.reads import Strategy
+from kvstore.sqlite.reads import Strategy
 from kvstore.validate import check_value
 
 STRATEGIES: tuple[str, ...] = get_args(Strategy)

@@ -4,15 +4,16 @@ A fresh process pays for every module it imports, and on this kind of machine cl
 dataclasses and typing each cost more than the query does (measured: Python starts in
 ~11 ms, a one-liner that imports sqlite3 and counts in ~17 ms; importing click adds ~30 ms,
 dataclasses ~16 ms, typing ~10 ms). So the plain form ``kvstore count DB VALUE`` is answered
-here, importing kvstore's constants, its SQL strings and :mod:`kvstore.uri` only, whenever the
-file is in the ordinary state in which opening a store only connects:
+here, importing kvstore's constants (:mod:`kvstore.constants`, :mod:`kvstore.sqlite`), its SQL
+strings (:mod:`kvstore.sqlite.sql`) and :mod:`kvstore.sqlite.uri` only, whenever the file is in
+the ordinary state in which opening a store only connects:
 
-- DB is a regular file with one name (see kvstore.files.check_links) that the user may write,
-  in a directory the user may write, whose header is a whole-page SQLite header with
+- DB is a regular file with one name (see kvstore.sqlite.files.check_links) that the user may
+  write, in a directory the user may write, whose header is a whole-page SQLite header with
   kvstore's application_id, with no rollback journal beside it (a journal may be hot: only
   the full path rolls it back);
-- a read-only connection (as :func:`kvstore.migrate.ensure_schema` examines files, so that a
-  file it refuses never gets a read-write one, even if its WAL holds another page 1) finds
+- a read-only connection (as :func:`kvstore.sqlite.migrate.ensure_schema` examines files, so
+  that a file it refuses never gets a read-write one, even if its WAL holds another page 1) finds
   kvstore's application_id, the head revision in ``alembic_version`` and WAL mode;
 - VALUE is valid UTF-8 text held by at least one key (a count of 0 gets a note on stderr
   about other types, which needs kvstore.formats).
@@ -33,9 +34,9 @@ import sqlite3
 import stat
 import sys
 
-from kvstore import sql
-from kvstore.constants import APPLICATION_ID, HEAD_REVISION, SQLITE_HEADER
-from kvstore.uri import file_uri
+from kvstore.constants import HEAD_REVISION
+from kvstore.sqlite import APPLICATION_ID, SQLITE_HEADER, sql
+from kvstore.sqlite.uri import file_uri
 
 TIMEOUT = 5.0
 """The command line's default ``--timeout`` (kvstore.cli.options.DEFAULT_TIMEOUT; a test checks)."""

@@ -263,7 +263,7 @@ def remove(db: str) -> None:
 
         schemas.remove(real(db), schema(), timeout())
         return
-    from kvstore.files import remove_database
+    from kvstore.sqlite.files import remove_database
 
     remove_database(db)
 

@@ -1,6 +1,6 @@
 """Looking after a store: ``verify``, ``repair``, ``migrate``, ``stats``.
 
-Problems (:mod:`kvstore.upkeep`) are printed in the command line's words: values as tables
+Problems (:mod:`kvstore.problems`) are printed in the command line's words: values as tables
 show them (x'00ff'), numbers with separators, `kvstore repair DB` where the API says repair().
 """
 
@@ -12,7 +12,7 @@ import click
 
 from kvstore.cli.options import Command, db_argument, describe, exists, is_url, open_store, phrase, plural, real, schema, timeout
 from kvstore.cli.output import emit, output_options
-from kvstore.upkeep import ForeignRow, Mismatch, Problem
+from kvstore.problems import ForeignRow, Mismatch, Problem
 
 _UNFIXABLE = re.compile(r"repair\(\) cannot|neither use nor rebuild|cannot exist")
 """What upkeep says of a schema problem repair() leaves alone (it exposes no flag for it)."""
@@ -140,8 +140,8 @@ def migrate(db: str, target: str, yes: bool) -> None:
         kvstore migrate foods.db
         kvstore migrate foods.db --to 0001
     """
-    from kvstore import migrate as migrations
-    from kvstore.connection import Options
+    from kvstore.sqlite import migrate as migrations
+    from kvstore.sqlite.connection import Options
     from kvstore.constants import HEAD_REVISION, KNOWN_REVISIONS
 
     if not exists(db):

@@ -23,7 +23,7 @@ import psycopg
 
 from kvstore import ranges
 from kvstore.api import MISSING, Items, StoreAPI, pairs_of
-from kvstore.connection import Options
+from kvstore.sqlite.connection import Options
 from kvstore.errors import Error, RetryableError
 from kvstore.postgresql import ddl, encoding, schema as schemas
 from kvstore.postgresql.connections import Connections, Settings, libpq_url, lost, redacted, retryable, translate
@@ -32,7 +32,7 @@ from kvstore.postgresql.statements import Statements
 from kvstore.validate import Key, Value, check_key, check_pair, check_stored_key, check_value, INT_MAX, INT_MIN
 
 if TYPE_CHECKING:
-    from kvstore.upkeep import Problem
+    from kvstore.problems import Problem
 
 DEFAULT_SCHEMA = "kvstore"
 PAGE = 1000
@@ -486,8 +486,8 @@ class PostgresStore(StoreAPI):
         complete embedded store (``kvstore.open(dest)``). An existing ``dest`` is refused.
         """
         self._outside_transaction("backup()", "it reads its own snapshot")
-        from kvstore import files
-        from kvstore.store import Store
+        from kvstore.sqlite import files
+        from kvstore.sqlite.store import Store
 
         target = os.path.abspath(files.check_path(dest))
         if os.path.lexists(target):

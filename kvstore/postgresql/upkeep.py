@@ -14,7 +14,7 @@ from typing import Any
 
 from kvstore.postgresql import ddl
 from kvstore.postgresql.encoding import decode
-from kvstore.upkeep import ForeignRow, Mismatch, Problem, SchemaProblem
+from kvstore.problems import ForeignRow, Mismatch, Problem, SchemaProblem
 
 Run = Callable[..., list[Any]]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from kvstore.triggers import TRIGGERS_V1, drop_statements
+from kvstore.sqlite.triggers import TRIGGERS_V1, drop_statements
 
 revision = "0002"
 down_revision = "0001"

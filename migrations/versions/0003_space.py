@@ -3,7 +3,7 @@
 Revision 0002's ``items`` and ``counts`` are WITHOUT ROWID tables, and ``ix_items_value``
 indexes whole values; in an index B-tree an entry over ~1,000 bytes (on 4 KiB pages) spills
 into an overflow page it shares with nothing. Here both become rowid tables, and their value
-indexes hold a bounded prefix of each value (see kvstore.triggers.head). The public contract
+indexes hold a bounded prefix of each value (see kvstore.sqlite.triggers.head). The public contract
 (``items(key, value)``, ``counts(value, n)``) is unchanged.
 
 The upgrade copies every row once: the old table is renamed aside, the new one created with its
@@ -25,14 +25,14 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 from alembic import op
 
-from kvstore.triggers import TRIGGERS_V1, TRIGGERS_V2, drop_statements
+from kvstore.sqlite.triggers import TRIGGERS_V1, TRIGGERS_V2, drop_statements
 
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-# The text SQLite keeps for each object, as kvstore.schema.definitions() renders it at 0003.
+# The text SQLite keeps for each object, as kvstore.sqlite.schema.definitions() renders it at 0003.
 ITEMS_TABLE = (
     'CREATE TABLE items (\n\t"key" BLOB NOT NULL, \n\tvalue BLOB NOT NULL, \n\tCONSTRAINT uq_items_key UNIQUE ("key")\n)'
 )

@@ -8,9 +8,9 @@ import sqlite3
 import sys
 from dataclasses import dataclass
 
-from kvstore.constants import MAX_TIMEOUT
+from kvstore.sqlite import MAX_TIMEOUT
 from kvstore.errors import Error
-from kvstore.uri import file_uri
+from kvstore.sqlite.uri import file_uri
 
 MEMORY = ":memory:"
 """The path that asks for an in-memory store; its connections name it ``:memory:<id>``."""
@@ -76,12 +76,12 @@ class Options:
 
 poisoned: dict[tuple[int, int], str] = {}
 """In a process forked mid-transaction: files whose SQLite state it inherited, with why it
-may not use them (see kvstore.pool). Every connection kvstore makes checks this first."""
+may not use them (see kvstore.sqlite.pool). Every connection kvstore makes checks this first."""
 
 
 AUTOCHECKPOINT = 65536
 """WAL pages after which the committing writer checkpoints by itself (256 MiB of 4 KiB pages;
-reached only by writes that never pause for kvstore.checkpointer). Measured on a 1M-item
+reached only by writes that never pause for kvstore.sqlite.checkpointer). Measured on a 1M-item
 store of revision 0003, whose autocommit set() writes ~6 pages: autocommit set() cost 0.80-1.02x
 a plain sqlite3 connection's at 16,384 pages, 0.64-0.67x at 65,536."""
 
@@ -90,7 +90,7 @@ WAL_LIMIT = 64 * 2**20
 
 refused: str | None = None
 """In a process forked while another thread was inside SQLite: why it may use no store at all
-(see kvstore.pool). Checked before every connection and every open."""
+(see kvstore.sqlite.pool). Checked before every connection and every open."""
 
 
 def file_id(path: str) -> tuple[int, int] | None:
@@ -153,7 +153,7 @@ def apply_pragmas(conn: sqlite3.Connection, options: Options) -> None:
     conn.execute(f"PRAGMA cache_size = -{CACHE // 1024}")
     conn.execute(f"PRAGMA mmap_size = {options.mmap_size}")
     # A longer WAL before a writer checkpoints by itself (SQLite's default is 1,000 pages):
-    # kvstore.checkpointer copies the WAL back when writes pause, so a commit rarely pays
+    # kvstore.sqlite.checkpointer copies the WAL back when writes pause, so a commit rarely pays
     # for a checkpoint; the WAL file is cut back to journal_size_limit after one.
     conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT}")
     conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")

@@ -16,8 +16,8 @@ import sqlite3
 from collections.abc import Callable
 from typing import Literal
 
-from kvstore.connection import Options, connect
-from kvstore.constants import APPLICATION_ID, SQLITE_HEADER
+from kvstore.sqlite.connection import Options, connect
+from kvstore.sqlite import APPLICATION_ID, SQLITE_HEADER
 from kvstore.errors import CorruptError, Error, NotAKvstoreFileError, StorageFullError
 
 Kind = Literal["ours", "empty"]
@@ -225,8 +225,8 @@ def initialize(path: str, options: Options, wal: bool = False) -> None:
         import sqlalchemy as sa
         from alembic import command
 
-        from kvstore import schema
-        from kvstore.migrate import alembic_config
+        from kvstore.sqlite import schema
+        from kvstore.sqlite.migrate import alembic_config
     except ImportError as exc:
         raise Error(f"{path}: creating a store needs SQLAlchemy and Alembic, which are missing "
                     f"({exc}); reinstall kvstore with its dependencies") from None
@@ -257,7 +257,7 @@ def initialize(path: str, options: Options, wal: bool = False) -> None:
 
         raise translate(exc, path) from exc
     except Exception as exc:  # SQLAlchemy wraps sqlite3's errors (a full disk, say)
-        from kvstore.migrate import migration_error
+        from kvstore.sqlite.migrate import migration_error
 
         raise migration_error(exc, path) from exc
     finally:

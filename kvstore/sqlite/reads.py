@@ -28,10 +28,9 @@ from typing import Any, Literal
 
 import sqlite3
 
-from kvstore import sql
 from kvstore.errors import Error
-from kvstore.constants import VALUE_INDEX
-from kvstore.session import Session
+from kvstore.sqlite import VALUE_INDEX, sql
+from kvstore.sqlite.session import Session
 from kvstore.validate import INT_MAX, INT_MIN, Key, Value, check_key, check_value
 
 Strategy = Literal["counts", "group_by", "scan"]
@@ -42,7 +41,7 @@ BATCH = 256
 bound parameters (999 before 3.32). Shorter statements are padded to a power of two by
 repeating an argument, so at most nine statement texts exist and all stay prepared."""
 
-# Written beside kvstore.sql's GET and COUNT (the same tables and columns); the model test
+# Written beside kvstore.sqlite.sql's GET and COUNT (the same tables and columns); the model test
 # checks that get_many()/count_many() agree with get()/count() on every step.
 _GET_MANY = ('WITH asked(key) AS (VALUES {}) '
              'SELECT asked.key, items.value FROM asked CROSS JOIN items ON items."key" = asked.key')

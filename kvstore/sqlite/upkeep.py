@@ -3,8 +3,8 @@
 :func:`problems` is ``Store.verify()`` and :func:`repair` is ``Store.repair()``; the store
 supplies the connection and the transaction. What the model expects is the text SQLite keeps
 in ``sqlite_master`` for a file kvstore created: the tables and the value index from
-:mod:`kvstore.sql` (generated from the SQLAlchemy models, so SQLAlchemy is never imported
-here) and the triggers from :mod:`kvstore.triggers`. An object whose text differs in any way
+:mod:`kvstore.sqlite.sql` (generated from the SQLAlchemy models, so SQLAlchemy is never imported
+here) and the triggers from :mod:`kvstore.sqlite.triggers`. An object whose text differs in any way
 is reported as altered and recreated by repair().
 
 Decisions:
@@ -32,9 +32,9 @@ import re
 import sqlite3
 from dataclasses import dataclass, field, replace
 
-from kvstore import sql, triggers
-from kvstore.constants import COUNTS_INDEX, VALUE_INDEX
 from kvstore.errors import Error
+from kvstore.problems import ForeignRow, Mismatch, Problem, SchemaProblem
+from kvstore.sqlite import COUNTS_INDEX, VALUE_INDEX, sql, triggers
 from kvstore.validate import Value
 
 FOREIGN_ROWS_LISTED = 10
@@ -58,55 +58,6 @@ _REPLACEABLE = (
 """The model's objects that hold nothing but what repair() recomputes: dropped and recreated."""
 _SCRATCH = "kvstore_items_rebuild"
 
-
-@dataclass(frozen=True)
-class Mismatch:
-    """``counts`` disagrees with ``items`` for ``value``."""
-
-    value: Value
-    counted: int
-    """How many keys in ``items`` hold the value."""
-    stored: int
-    """What ``counts`` says (0: no row)."""
-    fixable: bool = field(default=True, compare=False, repr=False)
-    """Whether repair() fixes it."""
-
-    def __str__(self) -> str:
-        return f"count of {self.value!r}: items hold {self.counted}, counts says {self.stored}"
-
-
-@dataclass(frozen=True)
-class SchemaProblem:
-    """A table, index or trigger that keeps counts exact is missing, altered, or foreign."""
-
-    name: str
-    problem: str
-    fixable: bool = field(default=True, compare=False, repr=False)
-    """Whether repair() fixes it (see the module's docstring for what it cannot)."""
-
-    def __str__(self) -> str:
-        return f"{self.name}: {self.problem}"
-
-
-@dataclass(frozen=True)
-class ForeignRow:
-    """A row of ``items`` outside kvstore's types, written by another program.
-
-    Iteration, ``pop()``, ``del`` and ``popitem()`` read and remove it; ``get()`` and ``set()``
-    refuse its key; ``repair()`` keeps it (it is data).
-    """
-
-    key: object
-    value: object
-    problem: str
-    fixable: bool = field(default=False, compare=False, repr=False)
-    """Always False: such rows are data, and repair() keeps them."""
-
-    def __str__(self) -> str:
-        return f"row {self.key!r}: {self.problem}"
-
-
-Problem = Mismatch | SchemaProblem | ForeignRow
 
 _MISSING = {
     "items": "table is missing: every item is gone; repair() creates it empty (restore the "

@@ -14,12 +14,11 @@ from typing import Any
 
 import sqlite3
 
-from kvstore import sql, triggers, upkeep
-from kvstore.connection import CACHE, Options
-from kvstore.constants import VALUE_INDEX
+from kvstore.sqlite import VALUE_INDEX, sql, triggers, upkeep
+from kvstore.sqlite.connection import CACHE, Options
 from kvstore.errors import Error
 from kvstore.api import pairs_of
-from kvstore.session import Session
+from kvstore.sqlite.session import Session
 from kvstore.validate import Value, check_pair
 
 CHUNK = 10_000

@@ -5,8 +5,8 @@ Public contract for other SQLite clients: ``items(key, value)`` holds the pairs 
 when none). ``items_displaced`` is internal bookkeeping for the triggers.
 
 Importing this module imports SQLAlchemy (~150 ms), so the store only does so when it
-creates a file; the hot statements are compiled ahead of time into :mod:`kvstore.sql`, and a
-test checks that those strings equal what these models compile to.
+creates a file; the hot statements are compiled ahead of time into :mod:`kvstore.sqlite.sql`,
+and a test checks that those strings equal what these models compile to.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from kvstore import triggers
-from kvstore.constants import APPLICATION_ID, COUNTS_INDEX, HEAD_REVISION, KNOWN_REVISIONS, VALUE_INDEX  # noqa: F401 (re-exported)
-from kvstore.triggers import PREFIX, head as head_sql, size as size_sql
+from kvstore.constants import HEAD_REVISION, KNOWN_REVISIONS  # noqa: F401 (re-exported)
+from kvstore.sqlite import APPLICATION_ID, COUNTS_INDEX, VALUE_INDEX, triggers  # noqa: F401 (re-exported)
+from kvstore.sqlite.triggers import PREFIX, head as head_sql, size as size_sql
 
 
 class StoredValue(sa.types.UserDefinedType[object]):
@@ -114,7 +114,7 @@ sa.Index(COUNTS_INDEX, head(Count.__table__.c.value), size(Count.__table__.c.val
 
 class Displaced(Base):
     """A row an INSERT/UPDATE may displace, noted by a BEFORE trigger: its rowid in items, the
-    rowid of its value's counts row, and how it conflicts (see :mod:`kvstore.triggers`)."""
+    rowid of its value's counts row, and how it conflicts (see :mod:`kvstore.sqlite.triggers`)."""
 
     __tablename__ = "items_displaced"
     rid: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
@@ -179,7 +179,7 @@ _RECOUNT, _RECOUNT_SCAN = _recount(), _recount_scan()
 
 
 def hot_statements() -> dict[str, str]:
-    """The SQL the store runs, compiled from the models; :mod:`kvstore.sql` holds a copy.
+    """The SQL the store runs, compiled from the models; :mod:`kvstore.sqlite.sql` holds a copy.
 
     SQLAlchemy renders no SQLite index hints, so the two deliberately slow count strategies
     get theirs added to the compiled text here.
@@ -257,7 +257,7 @@ def hot_statements() -> dict[str, str]:
         # NULL values (only an items table recreated without NOT NULL can hold them) cannot be
         # counted: counts.value is NOT NULL. verify() lists such rows instead.
         # Recounting: the skip-scan for few distinct values, the scan for many; RECOUNT_GROUPS
-        # counts the distinct (head, size) pairs up to ?1 to choose (kvstore.upkeep.recount_sql).
+        # counts the distinct (head, size) pairs up to ?1 to choose (kvstore.sqlite.upkeep.recount_sql).
         "RECOUNT": sa.text(_RECOUNT),
         "REBUILD_COUNTS": sa.text(f"INSERT INTO counts (value, n) {_RECOUNT}"),
         "RECOUNT_SCAN": sa.text(_RECOUNT_SCAN),
@@ -289,8 +289,8 @@ def definitions() -> dict[str, str]:
     """The CREATE statements of kvstore's tables and value index, as ``sqlite_master`` keeps them.
 
     ``create_all()`` runs exactly these (SQLite stores a statement's text from ``CREATE`` on),
-    and so do the migrations (tests/test_migrations.py); :mod:`kvstore.upkeep` compares the
-    file's objects with the copies in :mod:`kvstore.sql` and recreates objects from them.
+    and so do the migrations (tests/test_migrations.py); :mod:`kvstore.sqlite.upkeep` compares the
+    file's objects with the copies in :mod:`kvstore.sqlite.sql` and recreates objects from them.
     """
     from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
 
@@ -318,6 +318,6 @@ def compile_sql(stmt: sa.sql.Executable) -> str:
     return re.sub(r":(\d+)", r"?\1", str(stmt.compile(dialect=sqlite.dialect(paramstyle="numeric"))))
 
 
-if __name__ == "__main__":  # Regenerate kvstore/sql.py's constants: python -m kvstore.schema
+if __name__ == "__main__":  # Regenerate kvstore/sqlite/sql.py's constants: python -m kvstore.sqlite.schema
     for name, sql in {**hot_statements(), **definitions()}.items():
         print(f"{name} = {sql!r}")

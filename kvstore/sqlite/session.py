@@ -3,7 +3,7 @@
 :class:`Session` is the base of :class:`kvstore.Store`: everything that talks to SQLite goes
 through ``_using``/``_row``/``_all``/``_pages`` (one call on this thread's connection, held so
 that no ``fork()`` or ``close()`` happens meanwhile, errors translated) or inside
-``transaction()``. The connections themselves live in :mod:`kvstore.pool`.
+``transaction()``. The connections themselves live in :mod:`kvstore.sqlite.pool`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any, Self
 
 from kvstore.errors import Error, translate
-from kvstore.pool import DISCONNECTED, ConnectionPool, Slot
+from kvstore.sqlite.pool import DISCONNECTED, ConnectionPool, Slot
 
 PAGE = 1000
 """Rows fetched per query when iterating; no statement stays open while the caller runs."""

@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from kvstore import files
-from kvstore.connection import Options, connect
-from kvstore.pool import opening
+from kvstore.sqlite import files
+from kvstore.sqlite.connection import Options, connect
+from kvstore.sqlite.pool import opening
 from kvstore.errors import (
     Error,
     MigrationError,
@@ -34,16 +34,17 @@ from kvstore.errors import (
 if TYPE_CHECKING:
     from pathlib import Path
 
-from kvstore.constants import APPLICATION_ID, HEAD_REVISION, KNOWN_REVISIONS  # noqa: F401 (re-exported)
+from kvstore.constants import HEAD_REVISION, KNOWN_REVISIONS  # noqa: F401 (re-exported)
+from kvstore.sqlite import APPLICATION_ID  # noqa: F401 (re-exported)
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("kvstore.migrate")  # the documented name (README, the CLI), kept when this module moved
 """Says when a file is being upgraded (INFO), since that can take a while."""
 
 
 def ensure_schema(path: str, options: Options) -> None:
     """Create ``path`` or bring it to the current schema; refuse anything that is not ours.
 
-    The file's header is read before SQLite may open it (kvstore.files.classify), and the
+    The file's header is read before SQLite may open it (kvstore.sqlite.files.classify), and the
     revision is then read on a read-only connection: a read-write connection would replay a
     hot journal or checkpoint a pending WAL, so a refused file must never get one. Holds
     OPENING throughout, so that no fork() happens while one of these connections is open.
@@ -125,7 +126,7 @@ def _prepare(path: str, options: Options) -> None:
 def _connected(path: str, options: Options) -> Iterator[sqlite3.Connection]:
     """A connection to the kvstore file at ``path``, with sqlite3 errors translated.
 
-    Held under OPENING: no fork() happens while this connection is open (see kvstore.pool).
+    Held under OPENING: no fork() happens while this connection is open (see kvstore.sqlite.pool).
     """
     with opening(path):
         try:
@@ -255,8 +256,8 @@ def script_location() -> Path:
     """The Alembic scripts: inside the package in a wheel, the repo's migrations/ otherwise."""
     from pathlib import Path
 
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "migrations", here.parent / "migrations"):
+    package = Path(__file__).resolve().parent.parent  # kvstore/ (this is kvstore/sqlite/migrate.py)
+    for candidate in (package / "migrations", package.parent / "migrations"):
         if (candidate / "env.py").is_file():
             return candidate
     raise Error("kvstore's migration scripts are missing from this installation; reinstall kvstore")

@@ -45,8 +45,8 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from kvstore import checkpointer, connection
-from kvstore.connection import Options, connect
+from kvstore.sqlite import checkpointer, connection
+from kvstore.sqlite.connection import Options, connect
 from kvstore.errors import Error, translate
 
 _pools: weakref.WeakSet[ConnectionPool] = weakref.WeakSet()

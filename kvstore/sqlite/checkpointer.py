@@ -3,7 +3,7 @@
 With SQLite's defaults the commit that takes the WAL past 1,000 pages runs the checkpoint itself,
 copying the WAL's pages into the database file and syncing both: measured on a 1M-item store,
 about 40% of the mean cost of an autocommit ``set()``, paid by whichever call lands on it.
-kvstore raises that threshold to AUTOCHECKPOINT pages (see kvstore.connection), which still
+kvstore raises that threshold to AUTOCHECKPOINT pages (see kvstore.sqlite.connection), which still
 bounds the WAL, and this thread checkpoints (``PRAGMA wal_checkpoint(PASSIVE)``, which never
 waits for or blocks a reader or writer) each store that was written, once its writes pause
 for PERIOD seconds. It waits for the pause because, measured, a checkpoint beside a stream of
@@ -13,8 +13,9 @@ store is looked at less and less often, up to every IDLE seconds.
 Durability is unchanged: a checkpoint only moves committed pages from the WAL into the file,
 and the file is synced before the WAL is reused (``synchronous=NORMAL`` or ``FULL``, as before).
 
-The thread uses each store's connection pool like any other thread (kvstore.pool), so ``fork()``
-waits for a checkpoint in progress and closes its connection, and ``close()`` waits for it too.
+The thread uses each store's connection pool like any other thread (kvstore.sqlite.pool), so
+``fork()`` waits for a checkpoint in progress and closes its connection, and ``close()`` waits
+for it too.
 A forked child starts a thread of its own when it first connects to a store.
 """
 
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING
 from kvstore.errors import Error
 
 if TYPE_CHECKING:
-    from kvstore.pool import ConnectionPool
+    from kvstore.sqlite.pool import ConnectionPool
 
 PERIOD = 0.1
 """Seconds between two looks at a store that is being written: a checkpoint runs at the first

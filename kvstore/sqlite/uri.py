@@ -1,8 +1,8 @@
 """The SQLite URI that opens a kvstore file; imports only os.
 
-Kept apart from :mod:`kvstore.connection` (which imports dataclasses for its Options) so that
-``kvstore count`` in a fresh process (:mod:`kvstore.cli.fast`) opens files exactly as every
-other connection does without paying for that import.
+Kept apart from :mod:`kvstore.sqlite.connection` (which imports dataclasses for its Options) so
+that ``kvstore count`` in a fresh process (:mod:`kvstore.cli.fast`) opens files exactly as
+every other connection does without paying for that import.
 """
 
 from __future__ import annotations
