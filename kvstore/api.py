@@ -16,12 +16,15 @@ import time
 from abc import abstractmethod
 from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, MutableMapping, ValuesView
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import TYPE_CHECKING, Any, Literal, Self, cast
 
 from kvstore.validate import Key, Value
 
 if TYPE_CHECKING:
     from kvstore.problems import Problem
+
+Strategy = Literal["counts", "group_by", "scan"]
+"""How count() answers: the maintained counts, an aggregate over the value index, or a scan."""
 
 MISSING: Any = object()
 """The default that tells "no such key" apart from every value a store can hold."""
@@ -48,7 +51,7 @@ class StoreAPI(MutableMapping):  # type: ignore[type-arg]
         """Remove ``key``; True if it was there."""
 
     @abstractmethod
-    def count(self, value: Value, strategy: Any = "counts") -> int:
+    def count(self, value: Value, strategy: Strategy = "counts") -> int:
         """How many keys hold ``value``: ``counts`` (maintained), ``group_by`` (index) or ``scan``."""
 
     @abstractmethod

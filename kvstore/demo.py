@@ -32,7 +32,7 @@ from kvstore.sqlite.files import remove_database
 from kvstore.postgresql import SCHEMES as POSTGRESQL_SCHEMES
 from kvstore.timer import stopwatch
 from kvstore.api import StoreAPI
-from kvstore.sqlite.reads import Strategy
+from kvstore.api import Strategy
 from kvstore.units import format_duration, format_size
 
 FOODS = ("apple", "banana", "carrot", "celery", "mirepoix", "clementine")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import kvstore
+from kvstore import history
 from kvstore.sqlite import migrate, schema
 from kvstore.sqlite.connection import Options
 
@@ -63,7 +64,7 @@ def revision_one_file(path: str, rows: list[tuple]) -> None:
 def test_revision_constants_match_alembic():
     from alembic.script import ScriptDirectory
 
-    script = ScriptDirectory.from_config(migrate.alembic_config())
+    script = ScriptDirectory.from_config(history.alembic_config())
     assert script.get_current_head() == migrate.HEAD_REVISION == schema.HEAD_REVISION
     ordered = [rev.revision for rev in reversed(list(script.walk_revisions()))]
     assert tuple(ordered) == migrate.KNOWN_REVISIONS == schema.KNOWN_REVISIONS

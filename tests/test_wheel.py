@@ -50,9 +50,9 @@ def test_installed_wheel_opens_and_upgrades_from_another_directory(wheel, tmp_pa
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     script = """
-import sqlite3, kvstore, kvstore.sqlite.migrate as m
+import sqlite3, kvstore, kvstore.history as h, kvstore.sqlite.migrate as m
 assert 'site-packages' in kvstore.__file__, kvstore.__file__
-assert m.script_location().parent.name == 'kvstore', m.script_location()
+assert h.script_location().parent.name == 'kvstore', h.script_location()
 with kvstore.open('new.db') as db:
     db[1] = 'apple'
     assert db.count('apple') == 1

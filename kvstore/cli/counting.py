@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, get_args
+from typing import Any, cast, get_args
 
 import click
 
@@ -19,7 +19,7 @@ from kvstore.cli.options import (
 )
 from kvstore.cli.output import emit, output_options
 from kvstore.api import StoreAPI
-from kvstore.sqlite.reads import Strategy
+from kvstore.api import Strategy
 from kvstore.validate import check_value
 
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
@@ -54,7 +54,7 @@ def count(db: str, value: str, value_type: str, strategy: str) -> None:
     """
     v = argument(value, value_type, "VALUE", check_value)
     with open_store(db) as store:
-        n = store.count(v, strategy)
+        n = store.count(v, cast(Strategy, strategy))  # click.Choice checked it
         click.echo(n)
         if not n:
             _note_other_types(store, db, value, v, value_type)

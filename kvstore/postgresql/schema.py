@@ -43,7 +43,7 @@ def move(conn: psycopg.Connection[Any], settings: Settings, schema: str, target:
     import sqlalchemy as sa
     from alembic import command
 
-    from kvstore.sqlite.migrate import alembic_config
+    from kvstore.history import alembic_config
 
     engine = sa.create_engine("postgresql+psycopg://", creator=lambda: conn, poolclass=sa.pool.StaticPool)
     with engine.connect() as sa_conn:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Self, cast
 import psycopg
 
 from kvstore import ranges
-from kvstore.api import MISSING, Items, StoreAPI, pairs_of
+from kvstore.api import MISSING, Items, StoreAPI, Strategy, pairs_of
 from kvstore.sqlite.connection import Options
 from kvstore.errors import Error, RetryableError
 from kvstore.postgresql import ddl, encoding, schema as schemas
@@ -261,7 +261,7 @@ class PostgresStore(StoreAPI):
 
     # -- counting ------------------------------------------------------------------------------
 
-    def count(self, value: Value, strategy: str = "counts") -> int:
+    def count(self, value: Value, strategy: Strategy = "counts") -> int:
         """How many keys hold ``value`` (0 if none); strategies as on SQLite.
 
         ``counts`` sums the value's few shard rows (one index range); ``group_by`` counts its

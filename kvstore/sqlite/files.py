@@ -226,7 +226,7 @@ def initialize(path: str, options: Options, wal: bool = False) -> None:
         from alembic import command
 
         from kvstore.sqlite import schema
-        from kvstore.sqlite.migrate import alembic_config
+        from kvstore.history import alembic_config
     except ImportError as exc:
         raise Error(f"{path}: creating a store needs SQLAlchemy and Alembic, which are missing "
                     f"({exc}); reinstall kvstore with its dependencies") from None

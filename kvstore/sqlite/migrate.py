@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from kvstore.history import alembic_config
 from kvstore.sqlite import files
 from kvstore.sqlite.connection import Options, connect
 from kvstore.sqlite.pool import opening
@@ -30,9 +31,6 @@ from kvstore.errors import (
     SchemaTooNewError,
     translate,
 )
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 from kvstore.constants import HEAD_REVISION, KNOWN_REVISIONS  # noqa: F401 (re-exported)
 from kvstore.sqlite import APPLICATION_ID  # noqa: F401 (re-exported)
@@ -239,25 +237,3 @@ def migration_error(exc: Exception, path: str) -> Exception:
         f"{path}: migrating the schema failed and was rolled back; the file keeps "
         f"its previous revision ({orig})"
     )
-
-
-def alembic_config(connection: Any = None) -> Any:
-    """An Alembic Config built in code: no alembic.ini needed, the host's logging untouched."""
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(script_location()).replace("%", "%%"))
-    if connection is not None:
-        cfg.attributes["connection"] = connection
-    return cfg
-
-
-def script_location() -> Path:
-    """The Alembic scripts: inside the package in a wheel, the repo's migrations/ otherwise."""
-    from pathlib import Path
-
-    package = Path(__file__).resolve().parent.parent  # kvstore/ (this is kvstore/sqlite/migrate.py)
-    for candidate in (package / "migrations", package.parent / "migrations"):
-        if (candidate / "env.py").is_file():
-            return candidate
-    raise Error("kvstore's migration scripts are missing from this installation; reinstall kvstore")

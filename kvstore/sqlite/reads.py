@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
 
 import sqlite3
 
+from kvstore.api import Strategy
 from kvstore.errors import Error
 from kvstore.sqlite import VALUE_INDEX, sql
 from kvstore.sqlite.session import Session
 from kvstore.validate import INT_MAX, INT_MIN, Key, Value, check_key, check_value
 
-Strategy = Literal["counts", "group_by", "scan"]
 _COUNT_SQL = {"counts": sql.COUNT, "group_by": sql.COUNT_GROUP_BY, "scan": sql.COUNT_SCAN}
 
 BATCH = 256

@@ -25,7 +25,7 @@ from kvstore.sqlite.connection import MEMORY, Options, connect
 from kvstore.sqlite.migrate import ensure_schema
 from kvstore.sqlite.files import initialize
 from kvstore.sqlite.bulk import BulkWrites
-from kvstore.sqlite.reads import Reads, Strategy as Strategy  # re-exported: the count strategies
+from kvstore.sqlite.reads import Reads
 from kvstore.sqlite.pool import OPENING, ConnectionPool
 from kvstore.sqlite.session import PAGE  # noqa: F401 (re-exported: iteration's page size)
 
