@@ -447,3 +447,141 @@ def test_small_updates_in_opposite_orders_never_deadlock(pg) -> None:
         t.join()
     assert errors == []
     assert pg["hits"] == 60 and pg.verify() == []
+
+
+# -- found by an attack on the backend: each failed before its fix ------------------------------
+
+
+def test_update_from_a_source_that_reads_the_same_store(pg) -> None:
+    """The source of pairs may read the store: it runs between COPY statements (it used to hang)."""
+    n = 2_500
+    pg.update((i, "v") for i in range(n))
+    done = threading.Event()
+
+    def rewrite() -> None:
+        pg.update((k, v + "x") for k, v in pg.items())
+        done.set()
+
+    worker = threading.Thread(target=rewrite, daemon=True)
+    worker.start()
+    worker.join(60)
+    assert done.is_set(), "update() from the store's own items() hung"
+    assert pg.count("vx") == n and len(pg) == n
+
+
+def _terminate(url: str, conn) -> None:
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+
+
+def test_a_block_whose_connection_is_lost_keeps_nothing(pg, pg_url: str) -> None:
+    with pytest.raises(kvstore.Error), pg.transaction():
+        pg["a"] = 1
+        _terminate(pg_url, pg._conns.get())
+        with pytest.raises(kvstore.Error):
+            pg["b"] = 2
+        with pytest.raises(kvstore.Error):  # not autocommitted on a new connection
+            pg["c"] = 3
+    assert dict(pg.items()) == {}
+    pg["after"] = 1  # the next call reconnects
+    assert dict(pg.items()) == {"after": 1}
+
+
+def test_a_connection_lost_at_commit_costs_one_error_only(pg, pg_url: str) -> None:
+    with pytest.raises(kvstore.Error):
+        with pg.transaction():
+            pg["a"] = 1
+            _terminate(pg_url, pg._conns.get())
+    pg["b"] = 2
+    assert "a" not in pg and pg["b"] == 2
+
+
+def test_passwords_with_url_characters_are_never_shown(pg_url: str) -> None:
+    password = "p#ss?wrd"  # libpq reads it unescaped; kvstore's messages used not to find it
+    from urllib.parse import quote
+
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("DROP ROLE IF EXISTS kv_odd")
+        admin.execute(f"CREATE ROLE kv_odd LOGIN SUPERUSER PASSWORD '{password}'")
+        port = admin.execute("SHOW port").fetchone()[0]
+    try:
+        for url in (f"postgresql://kv_odd:{password}@127.0.0.1:{port}/postgres",
+                    f"postgresql://kv_odd:{quote(password, safe='')}@127.0.0.1:{port}/postgres",
+                    f"postgresql://kv_odd@127.0.0.1:{port}/postgres?password={quote(password, safe='')}"):
+            with kvstore.open(url, schema="odd_pw") as db:
+                db[1] = "x"
+                assert password not in db.path and password not in repr(db)
+                assert quote(password, safe="") not in db.path
+            wrong = url.replace("wrd", "wXX")  # the password only
+            with pytest.raises(kvstore.AccessDeniedError) as info:
+                kvstore.open(wrong)
+            assert "p#ss" not in str(info.value) and "XX" not in str(info.value)
+        with pytest.raises(kvstore.Error, match="cannot read") as info:
+            kvstore.open(f"postgresql://kv_odd:s%zzecret@127.0.0.1:{port}/postgres")
+        assert "zzecret" not in str(info.value)
+    finally:
+        pg_server.drop_schema(pg_url, "odd_pw")
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("DROP ROLE IF EXISTS kv_odd")
+
+
+def test_verify_sees_replica_only_triggers_and_replaced_functions(pg, pg_url: str, pg_schema: str) -> None:
+    pg.update({1: "a", 2: "a"})
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"ALTER TABLE {pg_schema}.items ENABLE REPLICA TRIGGER items_counts_insert")
+        conn.execute(f"CREATE OR REPLACE FUNCTION {pg_schema}.items_counts_truncate() RETURNS trigger "
+                     "LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$")
+    names = {getattr(p, "name", None) for p in pg.verify()}
+    assert {"items_counts_insert", "items_counts_truncate"} <= names
+    pg[3] = "a"  # not counted while the trigger is replica-only
+    assert pg.repair() >= 2
+    assert pg.verify() == [] and pg.count("a") == 3
+
+
+def test_a_hand_made_row_that_is_not_utf8_still_reads(pg, pg_url: str, pg_schema: str) -> None:
+    pg["ok"] = "fine"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"INSERT INTO {pg_schema}.items VALUES ({pg_schema}.kv('bad'), '\\x10ff'::bytea)")
+    assert len(list(pg.items())) == 2 and sum(pg.counts().values()) == 2
+    assert any(isinstance(p, kvstore.ForeignRow) for p in pg.verify())
+    assert pg.pop("bad") == "\udcff"  # the bad byte as a lone surrogate, removable
+    assert pg.verify() == []
+
+
+def test_close_does_not_wait_for_a_statement_blocked_on_a_lock(pg_url: str, pg_schema: str) -> None:
+    import math
+    import time
+
+    db = kvstore.open(pg_url, schema=pg_schema, timeout=math.inf)
+    db[1] = "x"
+    with psycopg.connect(pg_url) as holder:  # holds the row's lock until it ends
+        holder.execute(f"UPDATE {pg_schema}.items SET value = value WHERE key = {pg_schema}.kv(1)")
+        outcome: list[BaseException] = []
+
+        def blocked() -> None:
+            try:
+                db[1] = "y"
+            except BaseException as exc:
+                outcome.append(exc)
+
+        worker = threading.Thread(target=blocked)
+        worker.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        db.close()
+        worker.join(10)
+        assert time.monotonic() - started < 5 and not worker.is_alive()
+        assert outcome and isinstance(outcome[0], kvstore.Error) and "closed" in str(outcome[0])
+        holder.rollback()
+
+
+def test_url_options_are_kept(pg_url: str, pg_schema: str) -> None:
+    sep = "&" if "?" in pg_url else "?"
+    with kvstore.open(f"{pg_url}{sep}options=-c%20statement_timeout%3D4321", schema=pg_schema) as db:
+        assert db._conns.get().execute("SHOW statement_timeout").fetchone()[0] == "4321ms"
+        assert db._conns.get().execute("SHOW lock_timeout").fetchone()[0] == "5s"
+
+
+def test_reserved_schema_names_are_a_value_error(pg_url: str) -> None:
+    with pytest.raises(ValueError, match="pg_"):
+        kvstore.open(pg_url, schema="pg_mine")

@@ -16,9 +16,9 @@ import threading
 import weakref
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from kvstore.errors import (
     AccessDeniedError,
@@ -52,11 +52,36 @@ class Settings:
 
 
 def redacted(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
+    """``url`` for messages: without its password (in the user part or as ``?password=``).
+
+    Parsed as libpq parses it, so a password holding ``#``, ``?`` or ``/`` is found too; a URL
+    libpq cannot read is not echoed at all (it may hold a password kvstore cannot locate).
+    """
+    try:
+        params = {key: str(value) for key, value in conninfo_to_dict(libpq_url(url)).items() if value is not None}
+    except psycopg.Error:
+        return "postgresql://(a URL libpq cannot read)"
+    if "password" not in params:
         return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    host, port = params.pop("host", ""), params.pop("port", "")
+    user, dbname = params.pop("user", ""), params.pop("dbname", "")
+    params.pop("password")
+    if host.startswith("/"):  # a Unix-socket directory goes in the query
+        params["host"], host = host, ""
+    netloc = f"{user}:***@{host}{':' + port if port and host else ''}"
+    if port and not host:
+        params["port"] = port
+    query = "&".join(f"{key}={value}" for key, value in params.items())
+    return f"postgresql://{netloc}/{dbname}" + (f"?{query}" if query else "")
+
+
+def secret(url: str) -> str | None:
+    """The URL's password, to scrub from server and driver messages that might echo it."""
+    try:
+        password = conninfo_to_dict(libpq_url(url)).get("password")
+        return str(password) if password else None
+    except psycopg.Error:
+        return None
 
 
 def libpq_url(url: str) -> str:
@@ -80,13 +105,20 @@ def connect(settings: Settings) -> psycopg.Connection[Any]:
         options.append("-c synchronous_commit=on")
     if settings.readonly:
         options.append("-c default_transaction_read_only=on")
-    kwargs: dict[str, Any] = {"autocommit": True, "options": " ".join(options), "prepare_threshold": 1}
+    kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": 1}
     if math.isfinite(settings.timeout):
         kwargs["connect_timeout"] = max(2, math.ceil(settings.timeout))
     try:
-        return psycopg.connect(settings.url, **kwargs)
+        given = conninfo_to_dict(settings.url).get("options")  # the URL's own options= are kept
+        conninfo = make_conninfo(settings.url, options=" ".join([str(given or ""), *options]).strip())
+    except psycopg.Error:
+        raise Error(f"{settings.where}: not a PostgreSQL URL libpq can read; check its form "
+                    "(postgresql://user:password@host:port/database) and percent-encode special "
+                    "characters in the user and password (e.g. %23 for #, %40 for @)") from None
+    try:
+        return psycopg.connect(conninfo, **kwargs)
     except psycopg.Error as exc:
-        raise translate(exc, settings.where) from exc
+        raise translate(exc, settings.where, secret(settings.url)) from exc
 
 
 def _millis(seconds: float) -> int:
@@ -179,6 +211,11 @@ class Connections:
             conns = [conn for _, conn in self._open.values()] if self._pid == _PID[0] else []
             self._open.clear()
         for conn in conns:
+            if conn.info.transaction_status == psycopg.pq.TransactionStatus.ACTIVE:
+                try:  # a statement waiting for a lock (perhaps for ever) is cancelled, not waited for
+                    conn.cancel_safe(timeout=1.0)
+                except (psycopg.Error, AttributeError):
+                    pass
             with conn.lock:  # psycopg holds this lock while a statement runs
                 _close(conn)
 
@@ -212,18 +249,22 @@ _BY_STATE: dict[str, tuple[type[Exception], str]] = {
                           "2,700 bytes); use a shorter key"),
     "28P01": (AccessDeniedError, "the server refused the password; check the URL's user and password"),
     "28000": (AccessDeniedError, "the server refused this user; check pg_hba.conf and the URL's user"),
-    "42501": (AccessDeniedError, "permission denied; the role needs USAGE and CREATE on the "
-                                 "store's schema, or ask its owner for access"),
+    "42501": (AccessDeniedError, "permission denied; to create a store the role needs CREATE on the "
+                                 "database (or on an existing, empty schema), and to use one USAGE on its "
+                                 "schema and rights on its tables: ask the owner"),
     "3D000": (NoSuchDatabaseError, "the database does not exist; create it (createdb) or fix the URL"),
     "3F000": (Error, "the store's schema does not exist any more (dropped while open?)"),
     "42P01": (Error, "the store's tables are missing (dropped while open?); open it again to recreate them"),
 }
 
 
-def translate(exc: psycopg.Error, where: str) -> Exception:
-    """Turn a psycopg exception into the kvstore exception a user can act on."""
+def translate(exc: psycopg.Error, where: str, password: str | None = None) -> Exception:
+    """Turn a psycopg exception into the kvstore exception a user can act on (``password``,
+    when known, is masked in the server's or driver's own words)."""
     state = getattr(exc, "sqlstate", None) or ""
     text = str(exc).strip()
+    if password:
+        text = text.replace(password, "***")
     if state in _RETRY:
         return RetryableError(f"{where}: PostgreSQL rolled back the transaction to break a "
                               f"deadlock or serialization conflict; nothing written in the "

@@ -386,6 +386,19 @@ FOR EACH STATEMENT EXECUTE FUNCTION {s}.items_counts_truncate()""",
     ]
 
 
+def trigger_bodies(schema: str) -> dict[str, str]:
+    """The source of each trigger function as :func:`create` makes it, by name (verify() compares)."""
+    s = quoted(schema)
+    bodies = {}
+    for statement in _triggers(s, _lock_key(schema)):
+        if statement.startswith("CREATE FUNCTION"):
+            name = statement.split("(", 1)[0].rsplit(".", 1)[1]
+            tag = statement[statement.rindex("AS $") + 3:]
+            tag = tag[:tag.index("$", 1) + 1]
+            bodies[name] = statement[statement.index(tag) + len(tag):statement.rindex(tag)]
+    return bodies
+
+
 def bulk_merge(schema: str) -> list[str]:
     """kvstore's bulk path: merge ``pg_temp.kvstore_load(seq, key, value)`` into ``items``.
 

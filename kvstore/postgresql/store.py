@@ -38,6 +38,8 @@ DEFAULT_SCHEMA = "kvstore"
 PAGE = 1000
 """Rows fetched per query when iterating; no statement stays open while the caller runs."""
 SMALL = 64
+CHUNK = 10_000
+"""Pairs per COPY statement in update(): the source of pairs runs between them."""
 """update() of fewer pairs runs plain upserts; more go through COPY and one merge statement."""
 RETRIES = 5
 """Times a single statement is run again after PostgreSQL broke a deadlock or conflict."""
@@ -52,9 +54,9 @@ class PostgresStore(StoreAPI):
     """
 
     def __init__(self, url: str, schema: str = DEFAULT_SCHEMA, options: Options | None = None) -> None:
-        if type(schema) is not str or not _NAME.match(schema):
-            raise ValueError(f"schema must be a plain PostgreSQL name (letters, digits, _; at most 63), "
-                             f"not {schema!r}")
+        if type(schema) is not str or not _NAME.match(schema) or schema.lower().startswith("pg_"):
+            raise ValueError(f"schema must be a plain PostgreSQL name (letters, digits, _; at most 63; "
+                             f"not starting with pg_, which PostgreSQL reserves), not {schema!r}")
         self.url = url
         self.schema = schema
         self.options = options or Options()
@@ -103,12 +105,15 @@ class PostgresStore(StoreAPI):
 
     def _failed(self, exc: psycopg.Error) -> Exception:
         error = translate(exc, self.path)
-        if self._conns.closed:
-            return Error(f"{self.path}: {self._conns.closed}")
-        if lost(exc):
-            self._conns.forget()
-        elif self._conns.depth:
-            self._conns.lost = error  # PostgreSQL aborted the block's transaction
+        conns = self._conns
+        if conns.closed:
+            return Error(f"{self.path}: {conns.closed}")
+        if conns.depth:
+            # PostgreSQL aborted the block's transaction, or its connection is gone: either way
+            # the rest of the block must not run (let alone autocommit on a new connection).
+            conns.lost = error
+        elif lost(exc):
+            conns.forget()
         return error
 
     # -- the mapping ---------------------------------------------------------------------------
@@ -357,26 +362,34 @@ class PostgresStore(StoreAPI):
         conns.depth = depth
         name = f"kvstore_{depth}"
         lost_error = conns.lost
-        try:
-            if not commit or lost_error is not None:
+        if not commit or lost_error is not None:
+            try:
                 conn.execute("ROLLBACK" if depth == 0 else f"ROLLBACK TO SAVEPOINT {name}")
                 if depth:
                     conn.execute(f"RELEASE SAVEPOINT {name}")
-                conns.lost = None
-                if commit and lost_error is not None:
-                    raise (type(lost_error) if isinstance(lost_error, Error) else Error)(
-                        f"{self.path}: the transaction was rolled back after an error that the block caught "
-                        f"({lost_error}); nothing written in the block was kept: run it again")
-                return
+                conns.lost = None  # back to a healthy transaction (or none)
+            except psycopg.Error:  # the connection itself is gone, and the transaction with it
+                if depth == 0:
+                    conns.forget()
+            if commit and lost_error is not None:
+                raise (type(lost_error) if isinstance(lost_error, Error) else Error)(
+                    f"{self.path}: the transaction was rolled back after an error that the block caught "
+                    f"({lost_error}); nothing written in the block was kept: run it again")
+            return
+        try:
             conn.execute("COMMIT" if depth == 0 else f"RELEASE SAVEPOINT {name}")
         except psycopg.Error as exc:
-            if depth == 0 and not conn.closed:
+            error = translate(exc, self.path)
+            if depth:
+                conns.lost = error
+            elif lost(exc) or conn.closed:
+                conns.forget()
+            else:
                 try:
                     conn.execute("ROLLBACK")
                 except psycopg.Error:
-                    pass
-            conns.lost = None
-            raise translate(exc, self.path) from exc
+                    conns.forget()
+            raise error from exc
 
     def _outside_transaction(self, what: str, why: str) -> None:
         if self._conns.depth:
@@ -387,23 +400,35 @@ class PostgresStore(StoreAPI):
     def update(self, other: Any = (), /, **kwargs: Value) -> None:
         """Write many pairs in one transaction; any bad pair rejects the whole batch.
 
-        Few pairs are upserted one by one; more are streamed with COPY into a temporary table
-        and merged with one INSERT ... ON CONFLICT, so the triggers apply one count delta per
-        distinct value however many pairs there are. A key given twice keeps its last value.
+        Few pairs are upserted one by one, in key order (so two update()s lock their rows in
+        one order; a deadlock with another transaction is retried, as for set()). More are
+        streamed with COPY into a temporary table, CHUNK at a time (between chunks the source
+        may read the store, which it sees as before the update), then merged with their count
+        deltas in one statement each (ddl.bulk_merge). A key given twice keeps its last value.
         """
         pairs: Iterable[Any] = pairs_of(other)
         if kwargs:
             pairs = itertools.chain(pairs, kwargs.items())
         stream = iter(pairs)
+        first = [_encoded(pair) for pair in itertools.islice(stream, SMALL)]
+        if len(first) < SMALL:
+            if first:
+                # Stable: of two pairs with one key the later still wins.
+                self._small(sorted(first, key=lambda pair: pair[0]))
+            return
         with self.transaction():
-            first = [_encoded(pair) for pair in itertools.islice(stream, SMALL)]
-            if len(first) < SMALL:
-                if first:
-                    # In key order (stable: of two pairs with one key the later still wins), so
-                    # that two update()s lock their rows in one order and never deadlock.
-                    self._many(sorted(first, key=lambda pair: pair[0]))
-                return
             self._copy(itertools.chain(first, map(_encoded, stream)))
+
+    def _small(self, rows: list[tuple[bytes, bytes]]) -> None:
+        for attempt in itertools.count():
+            try:
+                with self.transaction():
+                    self._many(rows)
+                return
+            except RetryableError:  # rolled back whole: the pairs are still here to write again
+                if self._conns.depth or attempt >= RETRIES:
+                    raise
+                time.sleep(0.001 * 2 ** attempt)
 
     def _many(self, rows: list[tuple[bytes, bytes]]) -> None:
         conn = self._conns.get()
@@ -417,11 +442,17 @@ class PostgresStore(StoreAPI):
         conn = self._conns.get()
         try:
             conn.execute("CREATE TEMPORARY TABLE kvstore_load (seq bigint, key bytea, value bytea)")
-            cursor = conn.cursor()
-            with cursor.copy("COPY pg_temp.kvstore_load (seq, key, value) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(["int8", "bytea", "bytea"])
-                for seq, (key, value) in enumerate(rows):
-                    copy.write_row((seq, key, value))
+            seq = itertools.count()
+            while True:
+                # The source runs between COPY statements, never inside one: it may read the store
+                # on this connection (a query in the middle of a COPY would wait for ever).
+                chunk = list(itertools.islice(rows, CHUNK))
+                if not chunk:
+                    break
+                with conn.cursor().copy("COPY pg_temp.kvstore_load (seq, key, value) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(["int8", "bytea", "bytea"])
+                    for key, value in chunk:
+                        copy.write_row((next(seq), key, value))
             for statement in ddl.bulk_merge(self.schema):
                 cursor = conn.execute(statement)
             (emptied,) = cursor.fetchone() or ([],)  # the last statement's answer

@@ -19,6 +19,8 @@ from kvstore.problems import ForeignRow, Mismatch, Problem, SchemaProblem
 Run = Callable[..., list[Any]]
 
 _TRIGGERS = "SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal"
+_BODY = ("SELECT p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+         "WHERE n.nspname = %s AND p.proname = %s AND p.pronargs = 0")
 _INDEX = "SELECT 1 FROM pg_indexes WHERE schemaname = %s AND tablename = 'items' AND indexname = %s"
 
 
@@ -31,9 +33,15 @@ def problems(run: Run, schema: str) -> list[Problem]:
         if state is None:
             found.append(SchemaProblem(name, "trigger on items is missing: writes no longer update counts; "
                                              "repair() recreates it and recounts every value"))
-        elif state == "D":
-            found.append(SchemaProblem(name, "trigger on items is disabled (ALTER TABLE ... DISABLE TRIGGER): "
-                                             "writes no longer update counts; repair() enables it and recounts"))
+        elif state not in ("O", "A"):  # D: disabled; R: fires only for replication apply
+            found.append(SchemaProblem(name, "trigger on items is disabled (ALTER TABLE ... DISABLE or ENABLE "
+                                             "REPLICA TRIGGER): writes no longer update counts; repair() "
+                                             "enables it and recounts"))
+    for function, expected in ddl.trigger_bodies(schema).items():
+        body = run(_BODY, (schema, function))
+        if not body or body[0][0] != expected:
+            found.append(SchemaProblem(function, "trigger function is missing or was replaced: writes may no "
+                                                 "longer update counts; repair() restores it and recounts"))
     if not run(_INDEX, (schema, ddl.VALUE_INDEX)):
         found.append(SchemaProblem(ddl.VALUE_INDEX, "index on the value is missing: keys_for() and "
                                                     "count(strategy='group_by') read every row; repair() recreates it"))
