@@ -72,17 +72,6 @@ class Session:
         if self._keeper is not None:
             self._keeper.close()  # the last connection: an in-memory database is gone
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    # A store is a handle on a file: equal only to itself (compare dict(a) == dict(b) to
-    # compare contents), and hashable so it can be tracked for fork safety.
-    __eq__ = object.__eq__
-    __hash__ = object.__hash__
-
     @contextmanager
     def transaction(self) -> Iterator[Self]:
         """Make the writes inside the block atomic; nested blocks are savepoints.
