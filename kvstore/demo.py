@@ -98,7 +98,7 @@ def open_store(path: str, items: int, rebuild: bool = False) -> tuple[StoreAPI, 
         db.close()
         if not rebuild:
             raise kvstore.Error(
-                f"{path} already holds {held:,} item{'s' if held != 1 else ''}, not the demo's {items:,} foods; "
+                f"{db.path} already holds {held:,} item{'s' if held != 1 else ''}, not the demo's {items:,} foods; "
                 "pass --rebuild to delete and rebuild it, or choose another --path"
             )
         if url:

@@ -99,8 +99,9 @@ class NoSuchDatabaseError(Error):
 
 
 class RetryableError(BusyError):
-    """PostgreSQL broke a deadlock or a serialization conflict by rolling back this transaction.
+    """PostgreSQL broke a deadlock or a serialization conflict by rolling back a transaction.
 
-    Raised only from a ``transaction()`` block (a single call is retried by kvstore itself):
-    nothing written in the block was kept; run the whole block again.
+    A single call is retried by kvstore (a few times); inside a ``transaction()`` block the
+    error reaches the block, whose transaction PostgreSQL has aborted: nothing written in the
+    block is kept; run the whole block again.
     """

@@ -111,3 +111,35 @@ def test_demo_builds_on_a_url(pg_tcp_url: str) -> None:
         assert "secret" not in result.output  # the URL's password is never shown
     finally:
         pg_server.drop_schema(pg_tcp_url, "kvstore")
+
+
+def test_a_failed_load_leaves_a_schema_it_did_not_make(pg_url: str, pg_schema: str, tmp_path) -> None:
+    """A schema a DBA made (empty, or holding other things) survives a failed first load."""
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {pg_schema}")
+        conn.execute(f"COMMENT ON SCHEMA {pg_schema} IS 'made by the DBA'")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"key": 1, "value": "a"}\nnot json\n')
+    fails("load", pg_url, str(bad), "--schema", pg_schema)
+    from tests import pg_server
+
+    assert pg_server.schema_exists(pg_url, pg_schema)
+
+
+def test_schema_option_before_the_command(pg_url: str, pg_schema: str) -> None:
+    ok("--schema", pg_schema, "set", pg_url, "k", "v")
+    assert ok("--schema", pg_schema, "count", pg_url, "v").strip() == "1"
+
+
+def test_demo_refusal_does_not_show_the_password(pg_tcp_url: str) -> None:
+    from tests import pg_server
+
+    try:
+        with kvstore.open(pg_tcp_url) as db:
+            db["not"] = "the demo"
+        result = run("demo", "--items", "100", "--path", pg_tcp_url)
+        assert result.exit_code == 1 and "already holds" in result.output and "secret" not in result.output
+    finally:
+        pg_server.drop_schema(pg_tcp_url, "kvstore")

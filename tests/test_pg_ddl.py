@@ -420,8 +420,7 @@ WRITE_FORMS: dict[str, list[Step]] = {
         " ON t.key = src.k WHEN MATCHED AND src.v IS NULL THEN DELETE WHEN MATCHED THEN UPDATE SET value = src.v"
         " WHEN NOT MATCHED AND src.v IS NOT NULL THEN INSERT VALUES (src.k, src.v)"
     ],
-    # A data-modifying WITH on MERGE: all changes of one kind must reach one transition table (PostgreSQL fixed
-    # MakeTransitionCaptureState() for MERGE mixed with other DML in 2025 minor releases).
+    # A data-modifying WITH on MERGE: every row changed by either must reach the row triggers.
     "cte update, merge": [
         "WITH u AS (UPDATE {s}.items SET value = {s}.kv('cte') WHERE key = {s}.kv(9) RETURNING key)"
         " MERGE INTO {s}.items AS t USING (VALUES ({s}.kv(1), {s}.kv('m')), ({s}.kv(77), {s}.kv('new'))) AS src(k, v) ON t.key = src.k"
@@ -810,3 +809,19 @@ def test_statement_costs(conn: Any, s: str) -> None:
             results[(table, label)] = times[len(times) // 2] * 1e6
     check_counts(conn, s)
     print("\nmedian autocommit single-row upsert, µs: " + ", ".join(f"{t.split('.')[-1]} {label} {us:.0f}" for (t, label), us in results.items()))
+
+
+REVISION_0001 = "9dca90490c30f14aac266bb648b66c7b05948bdf1619045df522aaa2cbe80932"
+"""SHA-256 of what revision 0001's PostgreSQL branch creates and drops (ddl.create/ddl.drop).
+
+Alembic revisions must not change once stores exist: a change to these statements belongs in
+a new revision (with its own, versioned statements, as kvstore.sqlite.triggers versions the
+SQLite triggers), and then this hash is updated to the head's only together with that revision."""
+
+
+def test_revision_0001_is_frozen() -> None:
+    import hashlib
+
+    text = "\n".join(ddl.create("S") + ["--"] + ddl.drop("S"))
+    assert hashlib.sha256(text.encode()).hexdigest() == REVISION_0001, (
+        "kvstore/postgresql/ddl.py changed what revision 0001 creates: add a migration instead")

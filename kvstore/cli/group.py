@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 import click
 
 import kvstore
-from kvstore.cli.options import mmap_option, phrase, timeout_option, timer_option
+from kvstore.cli.options import mmap_option, phrase, schema_option, timeout_option, timer_option
 
 __all__ = ["COMMANDS", "KvstoreGroup", "cli"]
 
@@ -133,7 +133,7 @@ def cli() -> None:
     _say_what_takes_long()
 
 
-cli.params[:0] = [timer_option(), timeout_option(), mmap_option()]
+cli.params[:0] = [timer_option(), timeout_option(), mmap_option(), schema_option()]
 
 
 class _Stderr(logging.Handler):

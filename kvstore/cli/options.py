@@ -29,7 +29,7 @@ VALUE_TYPES = ("str", "int", "float", "bytes")
 """As in kvstore.formats (a test checks), without importing it at startup."""
 DEFAULT_TIMEOUT = 5.0
 _TIMEOUT, _TIMER, _DB, _MMAP = "kvstore.timeout", "kvstore.timer", "kvstore.db", "kvstore.mmap_size"
-_SCHEMA, _URL = "kvstore.schema", "kvstore.url"
+_SCHEMA, _URL, _SCHEMA_WAS_THERE = "kvstore.schema", "kvstore.url", "kvstore.schema_was_there"
 
 
 # -- global options ------------------------------------------------------------------------
@@ -252,16 +252,21 @@ def exists(db: str) -> bool:
         return os.path.exists(db)
     from kvstore.postgresql import schema as schemas
 
-    return schemas.revision(schemas.settings_for(real(db), timeout()), schema()) is not None
+    settings = schemas.settings_for(real(db), timeout())
+    meta = click.get_current_context().find_root().meta
+    meta[_SCHEMA_WAS_THERE] = schemas.schema_exists(settings, schema())
+    return schemas.revision(settings, schema()) is not None
 
 
 def remove(db: str) -> None:
-    """Delete the store DB (a file and its journals, or a PostgreSQL store's schema)."""
+    """Delete the store DB that this command created (a file and its journals, or a PostgreSQL
+    store's objects, and its schema if nothing else is in it; not if others filled it meanwhile)."""
     click.get_current_context().find_root().meta[_DB] = db
     if is_url(db):
         from kvstore.postgresql import schema as schemas
 
-        schemas.remove(real(db), schema(), timeout())
+        kept = bool(click.get_current_context().find_root().meta.get(_SCHEMA_WAS_THERE))
+        schemas.remove(real(db), schema(), timeout(), only_if_empty=True, keep_schema=kept)
         return
     from kvstore.sqlite.files import remove_database
 

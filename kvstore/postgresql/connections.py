@@ -100,7 +100,9 @@ def connect(settings: Settings) -> psycopg.Connection[Any]:
     BusyError, as on SQLite); ``durable=True`` insists on ``synchronous_commit = on`` even if
     the server or role defaults to off; ``readonly=True`` makes every transaction read-only.
     """
-    options = [f"-c lock_timeout={_millis(settings.timeout)}"]
+    # READ COMMITTED whatever the server's or role's default: the counting trigger relies on
+    # seeing the rows other transactions committed in its shard.
+    options = [f"-c lock_timeout={_millis(settings.timeout)}", "-c default_transaction_isolation=read\\ committed"]
     if settings.durable:
         options.append("-c synchronous_commit=on")
     if settings.readonly:
@@ -137,6 +139,7 @@ class Connections:
         self._local = threading.local()
         self._pid = os.getpid()
         self._open: dict[int, tuple[weakref.ref[threading.Thread], psycopg.Connection[Any]]] = {}
+        _ALL.add(self)
 
     def get(self) -> psycopg.Connection[Any]:
         """This thread's connection (opened on first use, or first use after a fork)."""
@@ -177,10 +180,13 @@ class Connections:
                 _inherited.extend(conn for _, conn in self._open.values())
                 self._open.clear()
                 self._pid = _PID[0]
+            finished = []
             for ident, (thread, old) in list(self._open.items()):
                 if thread() is None or not thread().is_alive():  # type: ignore[union-attr]
                     del self._open[ident]
-                    _close(old)
+                    finished.append(old)
+        for old in finished:  # network I/O: outside the lock, which a fork must never find held
+            _close(old)
         conn = connect(self.settings)
         with self._lock:
             if self.closed:
@@ -230,8 +236,13 @@ def _close(conn: psycopg.Connection[Any]) -> None:
 _PID = [os.getpid()]
 
 
+_ALL: weakref.WeakSet[Connections] = weakref.WeakSet()
+
+
 def _after_fork() -> None:
     _PID[0] = os.getpid()
+    for connections in list(_ALL):  # another thread may have held it at the fork: never again
+        connections._lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_after_fork)
@@ -254,7 +265,8 @@ _BY_STATE: dict[str, tuple[type[Exception], str]] = {
                                  "schema and rights on its tables: ask the owner"),
     "3D000": (NoSuchDatabaseError, "the database does not exist; create it (createdb) or fix the URL"),
     "3F000": (Error, "the store's schema does not exist any more (dropped while open?)"),
-    "42P01": (Error, "the store's tables are missing (dropped while open?); open it again to recreate them"),
+    "42P01": (Error, "the store's tables are missing (dropped while open?); `kvstore migrate URL --to base --yes` "
+                     "then `kvstore migrate URL` recreates them empty, or restore a backup"),
 }
 
 
@@ -266,17 +278,18 @@ def translate(exc: psycopg.Error, where: str, password: str | None = None) -> Ex
     if password:
         text = text.replace(password, "***")
     if state in _RETRY:
-        return RetryableError(f"{where}: PostgreSQL rolled back the transaction to break a "
-                              f"deadlock or serialization conflict; nothing written in the "
-                              f"transaction() block was kept: run the block again ({text})")
+        return RetryableError(f"{where}: PostgreSQL aborted the transaction to break a deadlock or "
+                              f"serialization conflict; retry (inside transaction(): nothing written in "
+                              f"the block is kept, run the whole block again) ({text})")
     if state in _BY_STATE:
         cls, message = _BY_STATE[state]
         return cls(f"{where}: {message} (PostgreSQL said: {text})")
     if state.startswith("08") or state.startswith("57P") or (not state and isinstance(exc, psycopg.OperationalError)):
         lowered = text.lower()
-        if "password" in lowered or "authentication" in lowered:
-            return AccessDeniedError(f"{where}: the server refused the credentials; check the URL's "
-                                     f"user and password ({text})")
+        if ("password" in lowered or "authentication" in lowered or "pg_hba.conf" in lowered
+                or ("role" in lowered and "does not exist" in lowered)):
+            return AccessDeniedError(f"{where}: the server refused the login; check the URL's user and "
+                                     f"password, and that the server's pg_hba.conf admits them ({text})")
         if "database" in lowered and "does not exist" in lowered:
             return NoSuchDatabaseError(f"{where}: the database does not exist; create it or fix "
                                        f"the URL ({text})")

@@ -303,13 +303,18 @@ def _lock_key(schema: str) -> int:
 def _row_function(s: str, lock_key: int) -> str:
     """The row trigger: one item's change applied to its transaction's own shard of the counts."""
     def add(vid: str, value: str, delta: str) -> str:
-        # The shard is this transaction's alone (the advisory lock below), so neither statement
-        # waits for another writer, and the INSERT cannot meet a concurrent one.
+        # The shard is this transaction's alone (the advisory lock below), so no statement here
+        # waits for another writer.
         return f"""
         UPDATE {s}.count_shards SET n = n + ({delta}) WHERE vid = {vid} AND shard = my_shard RETURNING n INTO left_over;
         IF NOT FOUND THEN
-            INSERT INTO {s}.count_shards (vid, shard, value, n) VALUES ({vid}, my_shard, {value}, {delta});
-        ELSIF left_over = 0 THEN
+            -- ON CONFLICT: a REPEATABLE READ writer may not see a row that a former owner of this
+            -- shard committed after its snapshot began (PostgreSQL then reports a serialization
+            -- failure, which the writer retries, rather than a duplicate key).
+            INSERT INTO {s}.count_shards AS c (vid, shard, value, n) VALUES ({vid}, my_shard, {value}, {delta})
+            ON CONFLICT (vid, shard) DO UPDATE SET n = c.n + excluded.n RETURNING c.n INTO left_over;
+        END IF;
+        IF left_over = 0 THEN
             DELETE FROM {s}.count_shards WHERE vid = {vid} AND shard = my_shard;
         END IF;"""
 

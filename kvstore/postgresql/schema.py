@@ -77,6 +77,17 @@ def move(conn: psycopg.Connection[Any], settings: Settings, schema: str, target:
                                  f"it keeps its previous revision ({orig or exc})") from exc
 
 
+def schema_exists(settings: Settings, schema: str) -> bool:
+    """Whether the PostgreSQL schema exists at all (a store in it or not)."""
+    conn = connect(settings)
+    try:
+        return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is not None
+    except psycopg.Error as exc:
+        raise translate(exc, settings.where) from exc
+    finally:
+        conn.close()
+
+
 def revision(settings: Settings, schema: str) -> str | None:
     """The store's revision in ``schema`` (None when there is no store there yet)."""
     conn = connect(settings)
@@ -131,16 +142,37 @@ def migrate(url: str, schema: str, target: str, timeout: float = 5.0) -> None:
         conn.close()
 
 
-def remove(url: str, schema: str, timeout: float = 5.0) -> None:
-    """Drop the store in ``schema`` (the schema and all it holds), if it is a kvstore store."""
+def remove(url: str, schema: str, timeout: float = 5.0, *, only_if_empty: bool = False,
+           keep_schema: bool = False) -> None:
+    """Drop the store in ``schema``: its objects, then the schema itself if nothing else is in it.
+
+    Other objects in the schema are left alone (the schema stays then). ``only_if_empty``: do
+    nothing when the store holds items (a failed ``kvstore load`` removing the store it made
+    must not remove one another process filled meanwhile). ``keep_schema``: the schema was
+    there before the store (a DBA made it): leave it, empty.
+    """
+    from kvstore.postgresql import ddl
+
     settings = settings_for(url, timeout)
     conn = connect(settings)
+    s = quoted(schema)
     try:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_CLASS, schema))
             exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
-            if exists and _revision(conn, settings, schema) is not None:
-                conn.execute(f"DROP SCHEMA {quoted(schema)} CASCADE")
+            if not exists or _revision(conn, settings, schema) is None:
+                return
+            if only_if_empty and conn.execute(f"SELECT 1 FROM {s}.items LIMIT 1").fetchone():
+                return
+            for statement in [*ddl.drop(schema), f"DROP TABLE {s}.alembic_version"]:
+                conn.execute(statement)
+            if keep_schema:
+                return
+            try:
+                with conn.transaction():  # a savepoint: the schema stays if it holds anything else
+                    conn.execute(f"DROP SCHEMA {s}")
+            except psycopg.errors.DependentObjectsStillExist:
+                pass
     except psycopg.Error as exc:
         raise translate(exc, settings.where) from exc
     finally:

@@ -15,7 +15,6 @@ class Statements:
     upsert: str
     insert_new: str
     update: str
-    delete: str
     pop: str
     pop_first: str
     lock_row: str
@@ -33,7 +32,6 @@ class Statements:
     keys_for_after: str
     items_first: str
     items_after: str
-    sizes: str
 
     @classmethod
     def for_schema(cls, schema: str) -> Statements:
@@ -44,7 +42,6 @@ class Statements:
                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             insert_new=f"INSERT INTO {s}.items (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING RETURNING 1",
             update=f"UPDATE {s}.items SET value = %s WHERE key = %s",
-            delete=f"DELETE FROM {s}.items WHERE key = %s",
             pop=f"DELETE FROM {s}.items WHERE key = %s RETURNING value",
             # The first key, locked; a row another transaction deletes meanwhile yields nothing (try again).
             pop_first=f"DELETE FROM {s}.items WHERE key = (SELECT key FROM {s}.items ORDER BY key LIMIT 1 "
@@ -61,11 +58,8 @@ class Statements:
             counts=f"SELECT value, n FROM {s}.counts ORDER BY n DESC, value",
             keys_first=f"SELECT key FROM {s}.items WHERE key >= %s ORDER BY key LIMIT %s",
             keys_after=f"SELECT key FROM {s}.items WHERE key > %s ORDER BY key LIMIT %s",
-            keys_for_first=f"SELECT key FROM {s}.items WHERE {s}.vid(value) = %s ORDER BY key LIMIT %s",
+            keys_for_first=f"SELECT key FROM {s}.items WHERE {s}.vid(value) = %s AND key >= %s ORDER BY key LIMIT %s",
             keys_for_after=f"SELECT key FROM {s}.items WHERE {s}.vid(value) = %s AND key > %s ORDER BY key LIMIT %s",
             items_first=f"SELECT key, value FROM {s}.items WHERE key >= %s ORDER BY key LIMIT %s",
             items_after=f"SELECT key, value FROM {s}.items WHERE key > %s ORDER BY key LIMIT %s",
-            sizes=f"SELECT pg_table_size('{s}.items'), pg_relation_size('{s}.items_pkey'), "
-                  f"pg_relation_size('{s}.items_value_idx'), pg_total_relation_size('{s}.count_shards'), "
-                  f"(SELECT count(*) FROM {s}.counts)",
         )

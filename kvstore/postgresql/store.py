@@ -1,8 +1,9 @@
 """The Store on PostgreSQL: the same mapping, counting and upkeep API as on SQLite.
 
 Every key and value travels as one ``bytea`` (kvstore.postgresql.encoding); counts are kept
-by statement-level triggers (kvstore.postgresql.ddl), so a call here is one statement and
-the hot paths are raw psycopg on this thread's connection, prepared on first use.
+by row triggers into each transaction's own shard (kvstore.postgresql.ddl), so a call here
+is one statement and the hot paths are raw psycopg on this thread's connection, prepared on
+first use.
 Differences from SQLite, all on the server's side: a key's encoding is limited to about
 2,700 bytes (a B-tree entry), ``backup()`` writes a SQLite file, and an error inside a
 ``transaction()`` block aborts the whole block (PostgreSQL cannot go on after a failed
@@ -25,7 +26,7 @@ from kvstore import ranges
 from kvstore.api import MISSING, Items, StoreAPI, Strategy, pairs_of
 from kvstore.sqlite.connection import Options
 from kvstore.errors import Error, RetryableError
-from kvstore.postgresql import ddl, encoding, schema as schemas
+from kvstore.postgresql import ddl, schema as schemas
 from kvstore.postgresql.connections import Connections, Settings, libpq_url, lost, redacted, retryable, translate
 from kvstore.postgresql.encoding import decode, encode, value_id
 from kvstore.postgresql.statements import Statements
@@ -38,9 +39,9 @@ DEFAULT_SCHEMA = "kvstore"
 PAGE = 1000
 """Rows fetched per query when iterating; no statement stays open while the caller runs."""
 SMALL = 64
+"""update() of fewer pairs runs plain upserts; more go through COPY and one merge statement."""
 CHUNK = 10_000
 """Pairs per COPY statement in update(): the source of pairs runs between them."""
-"""update() of fewer pairs runs plain upserts; more go through COPY and one merge statement."""
 RETRIES = 5
 """Times a single statement is run again after PostgreSQL broke a deadlock or conflict."""
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
@@ -319,16 +320,8 @@ class PostgresStore(StoreAPI):
         check_value(value)
         limit = self._checked_limit(limit)
         vid = value_id(value)
-        keys = (decode(row[0]) for row in self._keys_for_pages(vid))
+        keys = (decode(row[0]) for row in self._pages(self._sql.keys_for_first, self._sql.keys_for_after, (vid,)))
         return keys if limit is None else itertools.islice(keys, limit)
-
-    def _keys_for_pages(self, vid: bytes) -> Iterator[Any]:
-        rows = self._run(self._sql.keys_for_first, (vid, PAGE))
-        while rows:
-            yield from rows
-            if len(rows) < PAGE:
-                return
-            rows = self._run(self._sql.keys_for_after, (vid, rows[-1][0], PAGE))
 
     # -- transactions --------------------------------------------------------------------------
 
@@ -500,8 +493,9 @@ class PostgresStore(StoreAPI):
             self._conns.lost = None
             try:
                 self._conns.get().execute("COMMIT")
-            except psycopg.Error:
-                pass
+            except psycopg.Error as exc:
+                if lost(exc):
+                    self._conns.forget()  # the next call reconnects instead of failing once more
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Rows and bytes of ``items`` (with its key index), the value index and ``counts``."""
@@ -524,8 +518,18 @@ class PostgresStore(StoreAPI):
         if os.path.lexists(target):
             raise Error(f"{target}: already exists; backup() writes a new file only: "
                         "choose another path or remove it first")
-        with self._snapshot(), Store(target) as out:
-            out.update(self._item_pages())
+        # Built under another name and linked into place whole: a failure half-way leaves no
+        # partial store at dest (to be mistaken for a backup, or to block the retry).
+        building = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{os.urandom(6).hex()}.backup")
+        try:
+            with self._snapshot(), Store(building) as out:
+                out.update(self._item_pages())
+            try:
+                os.link(building, target)
+            except FileExistsError:
+                raise Error(f"{target}: already exists (made while the backup ran); nothing was overwritten") from None
+        finally:
+            files.remove_database(building)
 
     def vacuum(self) -> None:
         """Rewrite the tables without dead space (VACUUM FULL: blocks the store while it runs)."""
@@ -539,4 +543,4 @@ def _encoded(pair: Any) -> tuple[bytes, bytes]:
     return encode(key), encode(value)
 
 
-__all__ = ["DEFAULT_SCHEMA", "PostgresStore", "encoding"]
+__all__ = ["DEFAULT_SCHEMA", "PostgresStore"]
