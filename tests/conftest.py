@@ -35,7 +35,9 @@ _PG_FIXTURES = {"pg_url", "pg_tcp_url", "pg_schema"}
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that uses a PostgreSQL fixture carries the postgresql marker (so -m 'not postgresql' works)."""
     for item in items:
-        if _PG_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        callspec = getattr(item, "callspec", None)
+        on_postgresql = callspec is not None and callspec.params.get("any_db") == "postgresql"
+        if on_postgresql or _PG_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.postgresql)
 
 
@@ -82,3 +84,16 @@ def pg_schema(pg_url: str) -> Iterator[str]:
         yield name
     finally:
         pg_server.drop_schema(pg_url, name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request: pytest.FixtureRequest, path: str) -> Iterator[kvstore.StoreAPI]:
+    """A new, empty store on each backend in turn: for tests of the public API only (the
+    shared contract); a test that reaches into SQLite's file or modules uses ``db``."""
+    if request.param == "sqlite":
+        with kvstore.open(path) as store:
+            yield store
+        return
+    url, schema = request.getfixturevalue("pg_url"), request.getfixturevalue("pg_schema")
+    with kvstore.open(url, schema=schema) as store:
+        yield store

@@ -14,6 +14,12 @@ import kvstore
 from kvstore import ranges
 
 
+@pytest.fixture
+def db(any_db: kvstore.StoreAPI) -> kvstore.StoreAPI:
+    """This module's tests use the public API only: each runs on SQLite and on PostgreSQL."""
+    return any_db
+
+
 def order(key: object) -> tuple[int, object]:
     """SQLite's order of kvstore keys: ints, then strings (by code point), then bytes."""
     rank = {int: 0, str: 1, bytes: 2}[type(key)]
@@ -189,6 +195,7 @@ def test_backup_is_a_consistent_copy_while_another_thread_writes(tmp_path, db):
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".creating")]
 
 
+@pytest.mark.parametrize("any_db", ["sqlite"], indirect=True)  # reaches into SQLite itself
 def test_vacuum_shrinks_the_file(path, db):
     db.update((i, "x" * 200) for i in range(20_000))
     db.clear()

@@ -18,6 +18,12 @@ from kvstore.formats import Format, FormatError, TypeConflictError
 from tests.test_cli import mixed_pairs, typed
 
 
+@pytest.fixture
+def db(any_db: kvstore.StoreAPI) -> kvstore.StoreAPI:
+    """This module's tests use the public API only: each runs on SQLite and on PostgreSQL."""
+    return any_db
+
+
 def contents(db: kvstore.Store) -> dict:
     return typed(dict(db.items()))
 

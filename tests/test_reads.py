@@ -16,6 +16,12 @@ from tests.helpers import scaled
 
 
 @pytest.fixture
+def db(any_db: kvstore.StoreAPI) -> kvstore.StoreAPI:
+    """This module's tests use the public API only: each runs on SQLite and on PostgreSQL."""
+    return any_db
+
+
+@pytest.fixture
 def foods(db: kvstore.Store) -> kvstore.Store:
     db.update({1: "apple", 2: "apple", "b": "pear", b"\x00": 7, 3: 2.5})
     return db
@@ -166,6 +172,7 @@ def test_reads_through_the_map_see_other_connections_writes(path):
         assert len(reader.get_many(range(20_000))) == 20_000
 
 
+@pytest.mark.parametrize("any_db", ["sqlite"], indirect=True)  # reaches into SQLite itself
 def test_get_many_answers_with_the_keys_as_asked(db):
     """A float key another program wrote equals the int asked for, as in get() and db[k]."""
     with db._using() as conn:
