@@ -17,37 +17,29 @@ import os
 import re
 import time
 from collections.abc import ItemsView, Iterable, Iterator, KeysView
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import psycopg
 
 from kvstore import ranges
-from kvstore.api import MISSING, Items, StoreAPI, Strategy, pairs_of
+from kvstore.api import MISSING, Items, Strategy
 from kvstore.sqlite.connection import Options
 from kvstore.errors import Error, RetryableError
-from kvstore.postgresql import ddl, schema as schemas
-from kvstore.postgresql.connections import Connections, Settings, libpq_url, lost, redacted, retryable, translate
+from kvstore.postgresql import schema as schemas
+from kvstore.postgresql.connections import Connections, Settings, libpq_url, redacted
 from kvstore.postgresql.encoding import decode, encode, value_id
+from kvstore.postgresql.bulk import BulkWrites
+from kvstore.postgresql.session import RETRIES
 from kvstore.postgresql.statements import Statements
-from kvstore.validate import Key, Value, check_key, check_pair, check_stored_key, check_value, INT_MAX, INT_MIN
+from kvstore.validate import Key, Value, check_key, check_stored_key, check_value, INT_MAX, INT_MIN
 
 if TYPE_CHECKING:
     from kvstore.problems import Problem
 
 DEFAULT_SCHEMA = "kvstore"
-PAGE = 1000
-"""Rows fetched per query when iterating; no statement stays open while the caller runs."""
-SMALL = 64
-"""update() of fewer pairs runs plain upserts; more go through COPY and one merge statement."""
-CHUNK = 10_000
-"""Pairs per COPY statement in update(): the source of pairs runs between them."""
-RETRIES = 5
-"""Times a single statement is run again after PostgreSQL broke a deadlock or conflict."""
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 
 
-class PostgresStore(StoreAPI):
+class PostgresStore(BulkWrites):
     """A dict-like store of ``key -> value`` in one PostgreSQL schema, with instant ``count(value)``.
 
     Thread-safe (a connection per thread) and fork-safe (a child opens its own); any number
@@ -75,48 +67,6 @@ class PostgresStore(StoreAPI):
     def __repr__(self) -> str:
         return f"<kvstore.PostgresStore {self.path!r} ({'closed' if self._conns.closed else 'open'})>"
 
-    def close(self) -> None:
-        """Close every connection; using the store afterwards raises kvstore.Error."""
-        self._conns.close("the store is closed; open it again with kvstore.open()")
-
-    # -- running statements ----------------------------------------------------------------
-
-    def _run(self, query: str, params: Any = (), many: bool = False) -> list[Any]:
-        """Run one statement on this thread's connection; its rows (empty for a write).
-
-        Outside transaction() a deadlock or serialization failure is retried (the statement
-        was rolled back whole); inside, it ends the block with a RetryableError.
-        """
-        conns = self._conns
-        for attempt in itertools.count():
-            conn = conns.get()
-            lost_error = conns.lost
-            if lost_error is not None:
-                raise Error(f"{self.path}: the transaction was aborted by an earlier error ({lost_error}); "
-                            "nothing written in this transaction() block will be kept: let the block end and run it again")
-            try:
-                cursor = conn.execute(query, params, prepare=True, binary=True)
-                return cursor.fetchall() if cursor.description is not None else []
-            except psycopg.Error as exc:
-                if conns.depth == 0 and retryable(exc) and attempt < RETRIES:
-                    time.sleep(0.001 * 2 ** attempt)
-                    continue
-                raise self._failed(exc) from exc
-        raise AssertionError("unreachable")
-
-    def _failed(self, exc: psycopg.Error) -> Exception:
-        error = translate(exc, self.path)
-        conns = self._conns
-        if conns.closed:
-            return Error(f"{self.path}: {conns.closed}")
-        if conns.depth:
-            # PostgreSQL aborted the block's transaction, or its connection is gone: either way
-            # the rest of the block must not run (let alone autocommit on a new connection).
-            conns.lost = error
-        elif lost(exc):
-            conns.forget()
-        return error
-
     # -- the mapping ---------------------------------------------------------------------------
 
     def get(self, key: Key, default: Any = None) -> Any:
@@ -125,12 +75,6 @@ class PostgresStore(StoreAPI):
             check_key(key)
         rows = self._run(self._sql.get, (encode(key),))
         return decode(rows[0][0]) if rows else default
-
-    def __getitem__(self, key: Key) -> Value:
-        value = self.get(key, MISSING)
-        if value is MISSING:
-            raise KeyError(key)
-        return cast(Value, value)
 
     def set(self, key: Key, value: Value) -> None:
         """Insert or overwrite; committed when this returns unless inside ``transaction()``."""
@@ -251,16 +195,6 @@ class PostgresStore(StoreAPI):
                 return
             yield (decode(row[0]), decode(row[1]) if len(row) > 1 else None)
 
-    def _pages(self, first: str, after: str, params: tuple[Any, ...], lower: bytes | None = None) -> Iterator[Any]:
-        """Rows in key order, PAGE at a time, paging by "key after the last one seen"."""
-        start = encode(ranges.LOWEST) if lower is None else lower
-        rows = self._run(first, (*params, start, PAGE))
-        while rows:
-            yield from rows
-            if len(rows) < PAGE:
-                return
-            rows = self._run(after, (*params, rows[-1][0], PAGE))
-
     def _item_pages(self) -> Iterator[tuple[Key, Value]]:
         return ((decode(k), decode(v))
                 for k, v in self._pages(self._sql.items_first, self._sql.items_after, ()))
@@ -323,145 +257,6 @@ class PostgresStore(StoreAPI):
         keys = (decode(row[0]) for row in self._pages(self._sql.keys_for_first, self._sql.keys_for_after, (vid,)))
         return keys if limit is None else itertools.islice(keys, limit)
 
-    # -- transactions --------------------------------------------------------------------------
-
-    @contextmanager
-    def transaction(self) -> Iterator[Self]:
-        """Make the writes inside the block atomic; nested blocks are savepoints.
-
-        Commits when the outermost block ends normally and rolls back (to the block's start,
-        for a nested one) when it raises. A deadlock or serialization failure inside raises
-        kvstore.RetryableError: the block was rolled back whole; run it again.
-        """
-        conns = self._conns
-        depth = conns.depth
-        self._run("BEGIN" if depth == 0 else f"SAVEPOINT kvstore_{depth}")
-        conn = conns.get()
-        conns.depth = depth + 1
-        try:
-            yield self
-        except BaseException:
-            self._end(conn, depth, commit=False)
-            raise
-        self._end(conn, depth, commit=True)
-
-    def _end(self, conn: psycopg.Connection[Any], depth: int, commit: bool) -> None:
-        conns = self._conns
-        if conns.closed or conns.get() is not conn:
-            if commit:
-                raise Error(f"{self.path}: {conns.closed or 'the connection was lost'}; nothing written in the "
-                            "transaction() block was kept")
-            return
-        conns.depth = depth
-        name = f"kvstore_{depth}"
-        lost_error = conns.lost
-        if not commit or lost_error is not None:
-            try:
-                conn.execute("ROLLBACK" if depth == 0 else f"ROLLBACK TO SAVEPOINT {name}")
-                if depth:
-                    conn.execute(f"RELEASE SAVEPOINT {name}")
-                conns.lost = None  # back to a healthy transaction (or none)
-            except psycopg.Error:  # the connection itself is gone, and the transaction with it
-                if depth == 0:
-                    conns.forget()
-            if commit and lost_error is not None:
-                raise (type(lost_error) if isinstance(lost_error, Error) else Error)(
-                    f"{self.path}: the transaction was rolled back after an error that the block caught "
-                    f"({lost_error}); nothing written in the block was kept: run it again")
-            return
-        try:
-            conn.execute("COMMIT" if depth == 0 else f"RELEASE SAVEPOINT {name}")
-        except psycopg.Error as exc:
-            error = translate(exc, self.path)
-            if depth:
-                conns.lost = error
-            elif lost(exc) or conn.closed:
-                conns.forget()
-            else:
-                try:
-                    conn.execute("ROLLBACK")
-                except psycopg.Error:
-                    conns.forget()
-            raise error from exc
-
-    def _outside_transaction(self, what: str, why: str) -> None:
-        if self._conns.depth:
-            raise Error(f"{self.path}: {what} cannot run inside transaction() ({why}); call it outside")
-
-    # -- many pairs ----------------------------------------------------------------------------
-
-    def update(self, other: Any = (), /, **kwargs: Value) -> None:
-        """Write many pairs in one transaction; any bad pair rejects the whole batch.
-
-        Few pairs are upserted one by one, in key order (so two update()s lock their rows in
-        one order; a deadlock with another transaction is retried, as for set()). More are
-        streamed with COPY into a temporary table, CHUNK at a time (between chunks the source
-        may read the store, which it sees as before the update), then merged with their count
-        deltas in one statement each (ddl.bulk_merge). A key given twice keeps its last value.
-        """
-        pairs: Iterable[Any] = pairs_of(other)
-        if kwargs:
-            pairs = itertools.chain(pairs, kwargs.items())
-        stream = iter(pairs)
-        first = [_encoded(pair) for pair in itertools.islice(stream, SMALL)]
-        if len(first) < SMALL:
-            if first:
-                # Stable: of two pairs with one key the later still wins.
-                self._small(sorted(first, key=lambda pair: pair[0]))
-            return
-        with self.transaction():
-            self._copy(itertools.chain(first, map(_encoded, stream)))
-
-    def _small(self, rows: list[tuple[bytes, bytes]]) -> None:
-        for attempt in itertools.count():
-            try:
-                with self.transaction():
-                    self._many(rows)
-                return
-            except RetryableError:  # rolled back whole: the pairs are still here to write again
-                if self._conns.depth or attempt >= RETRIES:
-                    raise
-                time.sleep(0.001 * 2 ** attempt)
-
-    def _many(self, rows: list[tuple[bytes, bytes]]) -> None:
-        conn = self._conns.get()
-        try:
-            conn.cursor().executemany(self._sql.upsert, rows)
-        except psycopg.Error as exc:
-            raise self._failed(exc) from exc
-
-    def _copy(self, rows: Iterator[tuple[bytes, bytes]]) -> None:
-        """Stream the pairs with binary COPY, then merge them with one delta per value (ddl.bulk_merge)."""
-        conn = self._conns.get()
-        try:
-            conn.execute("CREATE TEMPORARY TABLE kvstore_load (seq bigint, key bytea, value bytea)")
-            seq = itertools.count()
-            while True:
-                # The source runs between COPY statements, never inside one: it may read the store
-                # on this connection (a query in the middle of a COPY would wait for ever).
-                chunk = list(itertools.islice(rows, CHUNK))
-                if not chunk:
-                    break
-                with conn.cursor().copy("COPY pg_temp.kvstore_load (seq, key, value) FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types(["int8", "bytea", "bytea"])
-                    for key, value in chunk:
-                        copy.write_row((next(seq), key, value))
-            for statement in ddl.bulk_merge(self.schema):
-                cursor = conn.execute(statement)
-            (emptied,) = cursor.fetchone() or ([],)  # the last statement's answer
-            if emptied:
-                conn.execute(ddl.bulk_emptied(self.schema), (emptied,))
-            for statement in ddl.bulk_finish(self.schema):
-                conn.execute(statement)
-        except psycopg.Error as exc:
-            raise self._failed(exc) from exc
-
-    def clear(self) -> None:
-        """Remove every pair in one transaction, counts with them (other writers wait meanwhile)."""
-        with self.transaction():
-            for statement in ddl.clear(self.schema):
-                self._run(statement)
-
     # -- upkeep --------------------------------------------------------------------------------
 
     def verify(self) -> list[Problem]:
@@ -477,25 +272,6 @@ class PostgresStore(StoreAPI):
 
         with self.transaction():
             return upkeep.repair(self._run, self.schema)
-
-    @contextmanager
-    def _snapshot(self) -> Iterator[None]:
-        """One REPEATABLE READ transaction (or the caller's), so that several queries agree."""
-        if self._conns.depth:
-            yield
-            return
-        self._run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        self._conns.depth = 1
-        try:
-            yield
-        finally:
-            self._conns.depth = 0
-            self._conns.lost = None
-            try:
-                self._conns.get().execute("COMMIT")
-            except psycopg.Error as exc:
-                if lost(exc):
-                    self._conns.forget()  # the next call reconnects instead of failing once more
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Rows and bytes of ``items`` (with its key index), the value index and ``counts``."""
@@ -536,11 +312,6 @@ class PostgresStore(StoreAPI):
         self._outside_transaction("vacuum()", "PostgreSQL runs VACUUM only outside transactions")
         s = f'"{self.schema}"'
         self._run(f"VACUUM FULL {s}.items, {s}.count_shards")
-
-
-def _encoded(pair: Any) -> tuple[bytes, bytes]:
-    key, value = check_pair(pair)
-    return encode(key), encode(value)
 
 
 __all__ = ["DEFAULT_SCHEMA", "PostgresStore"]
