@@ -13,7 +13,7 @@ from logging.config import fileConfig
 import sqlalchemy as sa
 from alembic import context
 
-from kvstore.sqlite.schema import metadata
+from kvstore.schema import metadata
 
 config = context.config
 

@@ -13,7 +13,8 @@ import pytest
 
 import kvstore
 from kvstore import history
-from kvstore.sqlite import migrate, schema
+from kvstore import schema
+from kvstore.sqlite import migrate
 from kvstore.sqlite.connection import Options
 
 REPO = Path(__file__).resolve().parent.parent

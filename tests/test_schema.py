@@ -6,7 +6,8 @@ import hashlib
 import sqlite3
 
 
-from kvstore.sqlite import schema, sql, triggers
+from kvstore import schema
+from kvstore.sqlite import sql, triggers
 
 V1_DIGEST = "1cc491b8c04ba7d5"
 V2_DIGEST = "1cac2e4df153a36a"
@@ -15,7 +16,7 @@ V2_DIGEST = "1cac2e4df153a36a"
 def test_compiled_statements_have_not_drifted_from_the_models():
     compiled = {**schema.hot_statements(), **schema.definitions()}
     shipped = {name: value for name, value in vars(sql).items() if name.isupper()}
-    assert shipped == compiled, "regenerate kvstore/sqlite/sql.py with: python -m kvstore.sqlite.schema"
+    assert shipped == compiled, "regenerate kvstore/sqlite/sql.py with: python -m kvstore.schema"
 
 
 def test_columns_have_no_converting_affinity(db, path):

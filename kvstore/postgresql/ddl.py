@@ -37,7 +37,7 @@ Choices that are not obvious:
   raw bytes give (and it must not be NaN), and text must be well-formed UTF-8 (NUL allowed),
   so that an encoding is one-to-one and ``vid()`` of what a client stores is the identity
   Python computes for the decoded value. verify() runs it over every row and reports rows it
-  refuses. The CHECKs on ``items`` test only the shape (see ``_shape``): the full test as a
+  refuses. The CHECKs on ``items`` test only the shape (see ``shape``): the full test as a
   CHECK cost +20 µs per written row. ``kv()`` writes canonical encodings; only bytes made by
   hand can be non-canonical.
 * No ``CHECK (n > 0)`` on ``count_shards``: ``INSERT ... ON CONFLICT`` checks the *proposed*
@@ -247,7 +247,7 @@ RETURN CASE WHEN length(v) = 0 THEN false
     ]
 
 
-def _shape(column: str) -> str:
+def shape(column: str) -> str:
     """A CHECK that ``column`` has the shape of an encoding: a known tag, and a number's length.
 
     The full test, ``valid()`` (canonical numbers, well-formed UTF-8), is what verify() runs
@@ -270,8 +270,8 @@ def _tables(s: str) -> list[str]:
         # "index row size ... exceeds btree version 4 maximum 2704"; the Python side checks
         # first. The value index holds vid(value), at most 512 bytes, so values are unbounded.
         f"""CREATE TABLE {s}.items (
-    key bytea PRIMARY KEY CONSTRAINT items_key_valid CHECK ({_shape('key')}),
-    value bytea NOT NULL CONSTRAINT items_value_valid CHECK ({_shape('value')})
+    key bytea PRIMARY KEY CONSTRAINT items_key_valid CHECK ({shape('key')}),
+    value bytea NOT NULL CONSTRAINT items_value_valid CHECK ({shape('value')})
 )""",
         f"CREATE INDEX {VALUE_INDEX} ON {s}.items ({s}.vid(value))",
         # No CHECK (n > 0): see the module docstring. fillfactor leaves room on each page for
@@ -283,12 +283,16 @@ def _tables(s: str) -> list[str]:
     n bigint NOT NULL,
     PRIMARY KEY (vid, shard)
 ) WITH (fillfactor = 50)""",
-        f"""CREATE VIEW {s}.counts AS
+        _view(s),
+    ]
+
+
+def _view(s: str) -> str:
+    return f"""CREATE VIEW {s}.counts AS
 SELECT (min(ARRAY[value]))[1] AS value, sum(n)::bigint AS n
 FROM {s}.count_shards
 GROUP BY vid
-HAVING sum(n) > 0""",
-    ]
+HAVING sum(n) > 0"""
 
 
 def _lock_key(schema: str) -> int:
@@ -465,8 +469,28 @@ def clear(schema: str) -> list[str]:
     ]
 
 
+def functions(schema: str) -> list[str]:
+    """The SQL functions, for kvstore.schema's models to create before ``items`` (its index uses vid())."""
+    return _functions(quoted(schema))
+
+
+def value_index(schema: str) -> list[str]:
+    """The value index, for the models to create after ``items`` (an expression on S.vid)."""
+    s = quoted(schema)
+    return [f"CREATE INDEX {VALUE_INDEX} ON {s}.items ({s}.vid(value))"]
+
+
+def view_and_triggers(schema: str) -> list[str]:
+    """The ``counts`` view and the counting triggers, for the models to create after ``count_shards``."""
+    s = quoted(schema)
+    return [_view(s), *_triggers(s, _lock_key(schema))]
+
+
 def create(schema: str) -> list[str]:
-    """The statements that create a store in the existing, empty schema ``schema`` (run them in one transaction)."""
+    """Revision 0001's PostgreSQL branch: the statements that create a store in the existing,
+    empty schema ``schema`` (run them in one transaction). Frozen, as a revision must be
+    (tests/test_pg_ddl.py hashes them); new stores are made from kvstore.schema's models, and a
+    test checks that both give the same schema."""
     s = quoted(schema)
     return _functions(s) + _tables(s) + _triggers(s, _lock_key(schema))
 

@@ -3,7 +3,8 @@
 A store is one PostgreSQL schema (``kvstore`` unless ``schema=`` says otherwise). Opening
 reads its revision on a plain connection; only when the schema is missing or behind does it
 take a transaction-scoped advisory lock and, in that one transaction, re-check, create the
-schema and run Alembic (PostgreSQL DDL is transactional, so a failed upgrade leaves the
+schema and either create the store from kvstore.schema's models (stamped at the head) or run
+Alembic (PostgreSQL DDL is transactional, so a failed upgrade leaves the
 previous revision, and concurrent first opens wait for the first instead of colliding).
 A schema that holds anything else than a kvstore store is refused untouched.
 """
@@ -56,7 +57,13 @@ def move(conn: psycopg.Connection[Any], settings: Settings, schema: str, target:
             cfg.attributes["schema"] = schema
             revisions = (None, *KNOWN_REVISIONS)
             goal = None if target == "base" else target
-            if revisions.index(goal) >= revisions.index(current):
+            if current is None and goal == HEAD_REVISION:
+                # A new store, from the models (as a new SQLite file is), stamped at the head.
+                from kvstore import schema as models
+
+                models.create(sa_conn.execution_options(schema_translate_map={None: schema}))
+                command.stamp(cfg, "head")
+            elif revisions.index(goal) >= revisions.index(current):
                 if current != goal:
                     command.upgrade(cfg, target)
             else:

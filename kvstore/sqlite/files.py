@@ -225,7 +225,7 @@ def initialize(path: str, options: Options, wal: bool = False) -> None:
         import sqlalchemy as sa
         from alembic import command
 
-        from kvstore.sqlite import schema
+        from kvstore import schema
         from kvstore.history import alembic_config
     except ImportError as exc:
         raise Error(f"{path}: creating a store needs SQLAlchemy and Alembic, which are missing "
@@ -247,7 +247,7 @@ def initialize(path: str, options: Options, wal: bool = False) -> None:
                 sa_conn.rollback()
                 raise _foreign(path, app_id)
             raw.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            schema.metadata.create_all(sa_conn)
+            schema.create(sa_conn)
             command.stamp(alembic_config(sa_conn), "head")
             sa_conn.commit()
     except Error:

@@ -32,7 +32,7 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-# The text SQLite keeps for each object, as kvstore.sqlite.schema.definitions() renders it at 0003.
+# The text SQLite keeps for each object, as kvstore.schema.definitions() renders it at 0003.
 ITEMS_TABLE = (
     'CREATE TABLE items (\n\t"key" BLOB NOT NULL, \n\tvalue BLOB NOT NULL, \n\tCONSTRAINT uq_items_key UNIQUE ("key")\n)'
 )

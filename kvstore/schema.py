@@ -1,4 +1,12 @@
-"""SQLAlchemy models: the single source of the schema and of the SQL text kvstore runs.
+"""SQLAlchemy models of both backends: the single source of the schema and of the SQL text kvstore runs.
+
+One set of models, dialect-aware: a column type that is SQLite's ``BLOB`` and PostgreSQL's
+``bytea``; constraints and indexes that exist on one dialect only (``ddl_if``); tables of one
+dialect only (``DIALECT``, honoured by :func:`create`); and the DDL SQLAlchemy cannot express
+(PostgreSQL's functions, its ``counts`` view and its triggers; SQLite's triggers) attached to
+table creation per dialect. New stores are made from these models and stamped at the head
+revision; older ones are upgraded by the Alembic history, whose revisions branch on the
+dialect (tests compare a migrated store's schema with a created one's, on both).
 
 Public contract for other SQLite clients: ``items(key, value)`` holds the pairs and
 ``counts(value, n)`` holds, for each distinct stored value, how many keys hold it (no row
@@ -12,13 +20,15 @@ and a test checks that those strings equal what these models compile to.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from kvstore.constants import HEAD_REVISION, KNOWN_REVISIONS  # noqa: F401 (re-exported)
 from kvstore.sqlite import APPLICATION_ID, COUNTS_INDEX, VALUE_INDEX, triggers  # noqa: F401 (re-exported)
+from kvstore.postgresql import ddl as pg_ddl
 from kvstore.sqlite.triggers import PREFIX, head as head_sql, size as size_sql
 
 
@@ -34,6 +44,13 @@ class StoredValue(sa.types.UserDefinedType[object]):
 
     def get_col_spec(self, **kw: object) -> str:
         return "BLOB"
+
+
+BYTES = StoredValue().with_variant(postgresql.BYTEA(), "postgresql")
+"""Keys and values: typeless on SQLite (BLOB), kvstore's typed encoding in ``bytea`` on PostgreSQL."""
+
+DIALECT = "dialect"
+"""``Table.info`` key naming the one dialect a table exists on (absent: both)."""
 
 
 class Base(DeclarativeBase):
@@ -86,13 +103,20 @@ class Item(Base):
     """
 
     __tablename__ = "items"
-    __table_args__ = (sa.UniqueConstraint("key", name="uq_items_key"),)
+    __table_args__ = (
+        sa.UniqueConstraint("key", name="uq_items_key").ddl_if(dialect="sqlite"),
+        # PostgreSQL: a primary-key B-tree on the encoded key, and CHECKs of the encoding's shape.
+        sa.PrimaryKeyConstraint("key", name="items_pkey").ddl_if(dialect="postgresql"),
+        sa.CheckConstraint(sa.text(pg_ddl.shape("key")), name="items_key_valid").ddl_if(dialect="postgresql"),
+        sa.CheckConstraint(sa.text(pg_ddl.shape("value")), name="items_value_valid").ddl_if(dialect="postgresql"),
+    )
     __mapper_args__ = {"primary_key": ["key"]}
-    key: Mapped[object] = mapped_column(StoredValue(), nullable=False)
-    value: Mapped[object] = mapped_column(StoredValue(), nullable=False)
+    key: Mapped[object] = mapped_column(BYTES, nullable=False)
+    value: Mapped[object] = mapped_column(BYTES, nullable=False)
 
 
-sa.Index(VALUE_INDEX, head(Item.__table__.c.value), size(Item.__table__.c.value), Item.__table__.c.key)
+sa.Index(VALUE_INDEX, head(Item.__table__.c.value), size(Item.__table__.c.value), Item.__table__.c.key).ddl_if(
+    dialect="sqlite")
 
 
 class Count(Base):
@@ -103,7 +127,7 @@ class Count(Base):
     """
 
     __tablename__ = "counts"
-    __table_args__ = (sa.CheckConstraint("n > 0", name="ck_counts_n_positive"),)
+    __table_args__ = (sa.CheckConstraint("n > 0", name="ck_counts_n_positive"), {"info": {DIALECT: "sqlite"}})
     __mapper_args__ = {"primary_key": ["value"]}
     value: Mapped[object] = mapped_column(StoredValue(), nullable=False)
     n: Mapped[int] = mapped_column(sa.Integer, nullable=False)
@@ -117,19 +141,58 @@ class Displaced(Base):
     rowid of its value's counts row, and how it conflicts (see :mod:`kvstore.sqlite.triggers`)."""
 
     __tablename__ = "items_displaced"
+    __table_args__ = {"info": {DIALECT: "sqlite"}}
     rid: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     cid: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
     how: Mapped[str] = mapped_column(sa.Text, nullable=False)
+
+
+class CountShard(Base):
+    """PostgreSQL's counts: one row per value and writer's shard (kvstore.postgresql.ddl says why);
+    its ``counts(value, n)`` is a view summing them."""
+
+    __tablename__ = "count_shards"
+    __table_args__ = {"info": {DIALECT: "postgresql"}, "postgresql_with": {"fillfactor": 50}}
+    vid: Mapped[bytes] = mapped_column(postgresql.BYTEA, primary_key=True)
+    shard: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    value: Mapped[bytes] = mapped_column(postgresql.BYTEA, nullable=False)
+    n: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
 
 
 metadata = Base.metadata
 items: sa.Table = metadata.tables["items"]
 counts: sa.Table = metadata.tables["counts"]
 displaced: sa.Table = metadata.tables["items_displaced"]
+count_shards: sa.Table = metadata.tables["count_shards"]
 
-# The triggers reference all three tables, so attach them after the last one is created.
+# SQLite: the triggers reference all three tables, so attach them after the last one is created.
 for _ddl in triggers.CURRENT:
     sa.event.listen(displaced, "after_create", sa.DDL(_ddl))  # type: ignore[no-untyped-call]
+
+
+def _postgresql(statements: Callable[[str], list[str]]) -> Callable[..., None]:
+    """A DDL listener running ``statements(schema)`` on PostgreSQL, in the schema being created."""
+    def run(target: sa.Table | sa.MetaData, connection: sa.Connection, **kw: object) -> None:
+        if connection.dialect.name == "postgresql":
+            schema = connection.get_execution_options().get("schema_translate_map", {}).get(None)
+            for statement in statements(schema):
+                connection.exec_driver_sql(statement)
+    return run
+
+
+# PostgreSQL: the functions before every table (items' index uses vid()), the view and the
+# triggers after all of them.
+sa.event.listen(metadata, "before_create", _postgresql(pg_ddl.functions))
+sa.event.listen(items, "after_create", _postgresql(pg_ddl.value_index))
+sa.event.listen(metadata, "after_create", _postgresql(pg_ddl.view_and_triggers))
+
+
+def create(connection: sa.Connection) -> None:
+    """Create every table of ``connection``'s dialect (on PostgreSQL, in the schema its
+    ``schema_translate_map`` maps None to), with the DDL attached to them."""
+    dialect = connection.dialect.name
+    tables = [table for table in metadata.sorted_tables if table.info.get(DIALECT, dialect) == dialect]
+    metadata.create_all(connection, tables=tables)
 
 
 def _groups(limit: str = "") -> str:
@@ -318,6 +381,6 @@ def compile_sql(stmt: sa.sql.Executable) -> str:
     return re.sub(r":(\d+)", r"?\1", str(stmt.compile(dialect=sqlite.dialect(paramstyle="numeric"))))
 
 
-if __name__ == "__main__":  # Regenerate kvstore/sqlite/sql.py's constants: python -m kvstore.sqlite.schema
+if __name__ == "__main__":  # Regenerate kvstore/sqlite/sql.py's constants: python -m kvstore.schema
     for name, sql in {**hot_statements(), **definitions()}.items():
         print(f"{name} = {sql!r}")
