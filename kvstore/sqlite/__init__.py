@@ -10,9 +10,9 @@
 :mod:`~kvstore.sqlite.uri` (the SQLite URI of a file, without importing dataclasses),
 :mod:`~kvstore.sqlite.checkpointer` (the thread that checkpoints each store when its writes pause),
 :mod:`~kvstore.sqlite.files` (recognising a file by its header, creating one atomically, paths),
-:mod:`~kvstore.sqlite.migrate` (create / check / upgrade a file on open; the Alembic glue),
-:mod:`~kvstore.schema` (the SQLAlchemy models and the statements compiled from them),
-:mod:`~kvstore.sqlite.sql` (those statements as text, so no call imports SQLAlchemy),
+:mod:`~kvstore.sqlite.migrate` (create / check / upgrade a file on open),
+:mod:`~kvstore.sqlite.sql` (the statements compiled from :mod:`kvstore.schema`'s models, both
+backends' models, as text, so no call imports SQLAlchemy),
 :mod:`~kvstore.sqlite.triggers` (the trigger DDL, versioned) and
 :mod:`~kvstore.sqlite.upkeep` (``verify()`` and ``repair()``).
 
