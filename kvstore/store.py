@@ -25,6 +25,7 @@ def open(  # noqa: A001 - mirrors the built-in on purpose: kvstore.open(path)
     mmap_size: int = DEFAULT_MMAP_SIZE,
     bulk_cache: int = 160 * 2**20,
     schema: str | None = None,
+    max_connections: int | None = None,
 ) -> StoreAPI:
     """Open (creating or upgrading as needed) the kvstore file at ``path``, or a PostgreSQL store.
 
@@ -33,7 +34,8 @@ def open(  # noqa: A001 - mirrors the built-in on purpose: kvstore.open(path)
     lives in the schema ``schema`` of that database (default ``kvstore``), created on first open,
     and behaves as a file's store does (see kvstore.postgresql; needs ``kvstore[postgresql]``).
     ``timeout``, ``durable`` and ``readonly`` mean the same there; ``mmap_size`` and
-    ``bulk_cache`` are SQLite's and are ignored.
+    ``bulk_cache`` are SQLite's and are ignored. ``max_connections``: PostgreSQL only; at most
+    this many connections, shared by all threads (default: one per thread that uses the store).
 
     ``path``: a file path (an empty file becomes a new store), or ``":memory:"`` for a private
     in-memory store shared by this store's threads and gone when it closes. ``timeout``:
@@ -54,7 +56,10 @@ def open(  # noqa: A001 - mirrors the built-in on purpose: kvstore.open(path)
         except ImportError as exc:
             raise Error(f"{path.split(':', 1)[0]}: URLs need the PostgreSQL driver: "
                         f"pip install 'kvstore[postgresql]' ({exc})") from exc
-        return PostgresStore(path, DEFAULT_SCHEMA if schema is None else schema, options)
+        return PostgresStore(path, DEFAULT_SCHEMA if schema is None else schema, options, max_connections)
     if schema is not None:
         raise ValueError("schema= names a PostgreSQL schema; it cannot be used with a file path")
+    if max_connections is not None:
+        raise ValueError("max_connections= bounds a PostgreSQL store's connections; a file's store "
+                         "has one SQLite connection per thread, which costs no server")
     return Store(path, options)

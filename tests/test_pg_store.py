@@ -612,3 +612,85 @@ def test_url_options_are_kept(pg_url: str, pg_schema: str) -> None:
 def test_reserved_schema_names_are_a_value_error(pg_url: str) -> None:
     with pytest.raises(ValueError, match="pg_"):
         kvstore.open(pg_url, schema="pg_mine")
+
+
+# -- max_connections: a bounded set of connections shared by many threads -------------------------
+
+
+def _server_connections(url: str, schema: str) -> int:
+    with psycopg.connect(url) as conn:
+        return int(conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()").fetchone()[0])
+
+
+def test_many_threads_share_a_bounded_set_of_connections(pg_url: str, pg_schema: str) -> None:
+    with kvstore.open(pg_url, schema=pg_schema, max_connections=3) as db:
+        before = _server_connections(pg_url, pg_schema)
+        peak = [0]
+        errors: list[BaseException] = []
+
+        def work(n: int) -> None:
+            try:
+                for i in range(30):
+                    db[f"{n}:{i}"] = ("a", "b")[i % 2]
+                    with db.transaction():
+                        db.incr("total")
+                    peak[0] = max(peak[0], len(db._conns._pooled))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(24)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert peak[0] <= 3 and _server_connections(pg_url, pg_schema) - before <= 3
+        assert db["total"] == 24 * 30 and db.count("a") == 24 * 15 and db.verify() == []
+        assert pickle.loads(pickle.dumps(db)).max_connections == 3
+
+
+def test_a_block_holds_its_connection_and_others_wait_then_time_out(pg_url: str, pg_schema: str) -> None:
+    with kvstore.open(pg_url, schema=pg_schema, max_connections=1, timeout=0.5) as db:
+        entered, leave = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with db.transaction():
+                db["held"] = 1
+                entered.set()
+                leave.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        entered.wait(10)
+        outcome: list[BaseException] = []
+        other = threading.Thread(target=lambda: outcome.append(pytest.raises(kvstore.BusyError, db.get, "held")))
+        other.start()
+        other.join(10)
+        leave.set()
+        holder.join(10)
+        assert outcome and "max_connections" in str(outcome[0].value)
+        assert db["held"] == 1  # the connection came back when the block ended
+
+
+def test_bounded_connections_after_fork(pg_url: str, pg_schema: str) -> None:
+    with kvstore.open(pg_url, schema=pg_schema, max_connections=2) as db:
+        db[0] = "parent"
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                db[os.getpid()] = "child"
+                code = 0 if db[0] == "parent" else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert db.count("child") == 1 and db[0] == "parent"
+
+
+def test_max_connections_is_checked_first(pg_url: str, pg_schema: str, path: str) -> None:
+    with pytest.raises(ValueError, match="max_connections"):
+        kvstore.open(pg_url, schema=pg_schema, max_connections=0)
+    assert not pg_server.schema_exists(pg_url, pg_schema)
+    with pytest.raises(ValueError, match="max_connections"):
+        kvstore.open(path, max_connections=2)

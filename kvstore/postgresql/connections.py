@@ -130,15 +130,24 @@ def _millis(seconds: float) -> int:
 
 
 class Connections:
-    """The connections of one store: this thread's on demand, all of them closed by close()."""
+    """The connections of one store: this thread's on demand, all of them closed by close().
 
-    def __init__(self, settings: Settings) -> None:
+    With ``limit`` (``max_connections=``), at most that many are open, shared by all threads:
+    a thread holds one for a call, or for a whole ``transaction()`` block, and gives it back
+    with :meth:`release`; a thread finding all in use waits up to the store's ``timeout``.
+    """
+
+    def __init__(self, settings: Settings, limit: int | None = None) -> None:
         self.settings = settings
+        self.limit = limit
         self.closed: str | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
         self._pid = os.getpid()
         self._open: dict[int, tuple[weakref.ref[threading.Thread], psycopg.Connection[Any]]] = {}
+        self._pooled: set[psycopg.Connection[Any]] = set()  # with a limit: every open one
+        self._free: list[psycopg.Connection[Any]] = []
+        self._slots = threading.BoundedSemaphore(limit) if limit else None
         _ALL.add(self)
 
     def get(self) -> psycopg.Connection[Any]:
@@ -149,7 +158,66 @@ class Connections:
         conn: psycopg.Connection[Any] | None = getattr(local, "conn", None)
         if conn is not None and local.pid == _PID[0]:
             return conn
-        return self._new()
+        return self._checkout() if self.limit else self._new()
+
+    def current(self) -> psycopg.Connection[Any] | None:
+        """This thread's connection if it holds one now (never opens or takes one)."""
+        local = self._local
+        return getattr(local, "conn", None) if getattr(local, "pid", None) == _PID[0] else None
+
+    def release(self) -> None:
+        """With a limit: give this thread's connection back, outside any transaction() block."""
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if not self.limit or conn is None or self.depth or local.pid != _PID[0]:
+            return
+        local.conn = None
+        with self._lock:
+            if conn.closed or self.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                self._pooled.discard(conn)
+                broken = True
+            else:
+                self._free.append(conn)
+                broken = False
+        if broken:
+            _close(conn)
+        assert self._slots is not None
+        self._slots.release()
+
+    def _checkout(self) -> psycopg.Connection[Any]:
+        """With a limit: a free connection (or a new one while fewer than the limit are open)."""
+        local = self._local
+        if getattr(local, "depth", 0) and getattr(local, "pid", None) != _PID[0]:
+            raise Error(f"{self.settings.where}: this process was forked inside a transaction() "
+                        "block, which cannot go on here (its connection belongs to the parent); "
+                        "fork outside transaction() blocks")
+        with self._lock:
+            if self._pid != _PID[0]:  # first use in a forked child: the parent's are not ours
+                _inherited.extend(self._pooled)
+                self._pooled, self._free = set(), []
+                self._slots = threading.BoundedSemaphore(self.limit or 1)
+                self._pid = _PID[0]
+        assert self._slots is not None
+        timeout = self.settings.timeout if math.isfinite(self.settings.timeout) else None
+        if not self._slots.acquire(timeout=timeout):
+            raise BusyError(f"{self.settings.where}: all {self.limit} connections of this store were in "
+                            f"use for longer than the timeout ({self.settings.timeout:g} s); raise "
+                            "max_connections= or the timeout, or hold transaction() blocks for less time")
+        try:
+            with self._lock:
+                conn = self._free.pop() if self._free else None
+            if conn is None:
+                conn = connect(self.settings)
+                with self._lock:
+                    if self.closed:
+                        _close(conn)
+                        raise Error(f"{self.settings.where}: {self.closed}")
+                    self._pooled.add(conn)
+        except BaseException:
+            self._slots.release()
+            raise
+        local.conn, local.pid, local.depth, local.lost = conn, _PID[0], 0, None
+        return conn
 
     @property
     def depth(self) -> int:
@@ -206,7 +274,11 @@ class Connections:
         if conn is not None:
             with self._lock:
                 self._open.pop(threading.get_ident(), None)
+                pooled = conn in self._pooled
+                self._pooled.discard(conn)
             _close(conn)
+            if pooled and self._slots is not None:
+                self._slots.release()
 
     def close(self, reason: str) -> None:
         """Close every connection; calls in progress in other threads finish first."""
@@ -214,8 +286,9 @@ class Connections:
             if self.closed:
                 return
             self.closed = reason
-            conns = [conn for _, conn in self._open.values()] if self._pid == _PID[0] else []
+            conns = [conn for _, conn in self._open.values()] + list(self._pooled) if self._pid == _PID[0] else []
             self._open.clear()
+            self._pooled, self._free = set(), []
         for conn in conns:
             if conn.info.transaction_status == psycopg.pq.TransactionStatus.ACTIVE:
                 try:  # a statement waiting for a lock (perhaps for ever) is cancelled, not waited for

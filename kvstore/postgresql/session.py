@@ -64,6 +64,9 @@ class Session(StoreAPI):
                     time.sleep(0.001 * 2 ** attempt)
                     continue
                 raise self._failed(exc) from exc
+            finally:
+                if conns.limit:
+                    conns.release()  # a shared connection goes back between calls (not inside a block)
         raise AssertionError("unreachable")
 
 
@@ -91,9 +94,15 @@ class Session(StoreAPI):
         """
         conns = self._conns
         depth = conns.depth
-        self._run("BEGIN" if depth == 0 else f"SAVEPOINT kvstore_{depth}")
         conn = conns.get()
-        conns.depth = depth + 1
+        conns.depth = depth + 1  # before the BEGIN: a shared connection stays this thread's until the end
+        try:
+            self._run("BEGIN" if depth == 0 else f"SAVEPOINT kvstore_{depth}")
+        except BaseException:
+            conns.depth = depth
+            conns.lost = None
+            conns.release()
+            raise
         try:
             yield self
         except BaseException:
@@ -103,8 +112,15 @@ class Session(StoreAPI):
 
 
     def _end(self, conn: psycopg.Connection[Any], depth: int, commit: bool) -> None:
+        try:
+            self._finish(conn, depth, commit)
+        finally:
+            if depth == 0:
+                self._conns.release()  # a shared connection goes back when the outermost block ends
+
+    def _finish(self, conn: psycopg.Connection[Any], depth: int, commit: bool) -> None:
         conns = self._conns
-        if conns.closed or conns.get() is not conn:
+        if conns.closed or conns.current() is not conn:
             if commit:
                 raise Error(f"{self.path}: {conns.closed or 'the connection was lost'}; nothing written in the "
                             "transaction() block was kept")
@@ -150,21 +166,24 @@ class Session(StoreAPI):
     @contextmanager
     def _snapshot(self) -> Iterator[None]:
         """One REPEATABLE READ transaction (or the caller's), so that several queries agree."""
-        if self._conns.depth:
+        conns = self._conns
+        if conns.depth:
             yield
             return
-        self._run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        self._conns.depth = 1
+        conn = conns.get()
+        conns.depth = 1
         try:
+            self._run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             yield
         finally:
-            self._conns.depth = 0
-            self._conns.lost = None
+            conns.depth = 0
+            conns.lost = None
             try:
-                self._conns.get().execute("COMMIT")
+                conn.execute("COMMIT")
             except psycopg.Error as exc:
                 if lost(exc):
-                    self._conns.forget()  # the next call reconnects instead of failing once more
+                    conns.forget()  # the next call reconnects instead of failing once more
+            conns.release()
 
 
     def _pages(self, first: str, after: str, params: tuple[Any, ...], lower: bytes | None = None) -> Iterator[Any]:

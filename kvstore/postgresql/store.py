@@ -46,7 +46,8 @@ class PostgresStore(BulkWrites):
     of processes on any number of machines may use one store at once.
     """
 
-    def __init__(self, url: str, schema: str = DEFAULT_SCHEMA, options: Options | None = None) -> None:
+    def __init__(self, url: str, schema: str = DEFAULT_SCHEMA, options: Options | None = None,
+                 max_connections: int | None = None) -> None:
         if type(schema) is not str or not _NAME.match(schema) or schema.lower().startswith("pg_"):
             raise ValueError(f"schema must be a plain PostgreSQL name (letters, digits, _; at most 63; "
                              f"not starting with pg_, which PostgreSQL reserves), not {schema!r}")
@@ -55,14 +56,17 @@ class PostgresStore(BulkWrites):
         self.options = options or Options()
         self.path = f"{redacted(url)} (schema {schema})"
         settings = Settings(libpq_url(url), self.options.timeout, self.options.durable, self.options.readonly)
+        if max_connections is not None and (type(max_connections) is not int or max_connections < 1):
+            raise ValueError(f"max_connections must be a whole number 1 or more, or None; got {max_connections!r}")
         schemas.ensure(settings, schema)
-        self._conns = Connections(settings)
+        self.max_connections = max_connections
+        self._conns = Connections(settings, max_connections)
         self._sql = Statements.for_schema(schema)
 
     def __reduce__(self) -> tuple[Any, ...]:
         if self._conns.closed:
             raise Error(f"{self.path}: {self._conns.closed}")
-        return (PostgresStore, (self.url, self.schema, self.options))
+        return (PostgresStore, (self.url, self.schema, self.options, self.max_connections))
 
     def __repr__(self) -> str:
         return f"<kvstore.PostgresStore {self.path!r} ({'closed' if self._conns.closed else 'open'})>"
