@@ -41,7 +41,7 @@ def run(url: str, items: int = 100_000, bulk: int = 100_000, seconds: float = 3.
 
     import kvstore
     from kvstore.postgresql import schema as schemas
-    from kvstore.postgresql.connections import libpq_url
+    from kvstore.postgresql.urls import libpq_url
     from kvstore.postgresql.encoding import encode, value_id
 
     for name in (SCHEMA, RAW_SCHEMA):
@@ -127,7 +127,7 @@ def _writer(url: str, side: str, start: float, seconds: float, seed: int) -> tup
     else:
         import psycopg
 
-        from kvstore.postgresql.connections import libpq_url
+        from kvstore.postgresql.urls import libpq_url
 
         conn = psycopg.connect(libpq_url(url), autocommit=True, prepare_threshold=1)
         query = f"INSERT INTO {PLAIN} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -152,7 +152,7 @@ def _bulk(url: str, n: int, repeat: int) -> dict[str, Any]:
 
     import kvstore
     from kvstore.postgresql import ddl, schema as schemas
-    from kvstore.postgresql.connections import libpq_url
+    from kvstore.postgresql.urls import libpq_url
     from kvstore.postgresql.encoding import encode
 
     rng = random.Random(11)
@@ -226,6 +226,6 @@ def render(report: dict[str, Any]) -> str:
 
 
 def _redacted(url: str) -> str:
-    from kvstore.postgresql.connections import redacted
+    from kvstore.postgresql.urls import redacted
 
     return redacted(url)

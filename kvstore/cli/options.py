@@ -181,7 +181,7 @@ def _shown_db(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """DB as the command shows it: a URL without its password (kept aside to connect with)."""
     if not is_url(value):
         return value
-    from kvstore.postgresql.connections import redacted
+    from kvstore.postgresql.urls import redacted
 
     ctx.find_root().meta[_URL] = value
     return redacted(value)
@@ -191,7 +191,7 @@ def real(db: str) -> str:
     """The DB to connect to: the URL as given (DB as shown has its password masked)."""
     given = click.get_current_context().find_root().meta.get(_URL)
     if given is not None and is_url(db):
-        from kvstore.postgresql.connections import redacted
+        from kvstore.postgresql.urls import redacted
 
         if redacted(given) == db:
             return str(given)

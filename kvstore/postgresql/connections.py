@@ -1,4 +1,4 @@
-"""Connections to a PostgreSQL store: one per thread, never shared across a fork; errors.
+"""Connections to a PostgreSQL store: one per thread (or a bounded shared set), never shared across a fork.
 
 Prepared statements live on a connection, so each thread keeps its own (a pool checkout per
 call costs more than the statement, see the guide). A connection inherited through
@@ -20,16 +20,9 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from kvstore.errors import (
-    AccessDeniedError,
-    BusyError,
-    Error,
-    NoSuchDatabaseError,
-    ReadOnlyError,
-    RetryableError,
-    StorageFullError,
-    UnreachableError,
-)
+from kvstore.errors import BusyError, Error
+from kvstore.postgresql.errors import translate
+from kvstore.postgresql.urls import redacted, secret
 
 _inherited: list[Any] = []
 """Connections a forked child found: kept referenced so that nothing ever finalizes them here."""
@@ -50,46 +43,6 @@ class Settings:
         """The URL without its password, for messages."""
         return redacted(self.url)
 
-
-def redacted(url: str) -> str:
-    """``url`` for messages: without its password (in the user part or as ``?password=``).
-
-    Parsed as libpq parses it, so a password holding ``#``, ``?`` or ``/`` is found too; a URL
-    libpq cannot read is not echoed at all (it may hold a password kvstore cannot locate).
-    """
-    try:
-        params = {key: str(value) for key, value in conninfo_to_dict(libpq_url(url)).items() if value is not None}
-    except psycopg.Error:
-        return "postgresql://(a URL libpq cannot read)"
-    if "password" not in params:
-        return url
-    host, port = params.pop("host", ""), params.pop("port", "")
-    user, dbname = params.pop("user", ""), params.pop("dbname", "")
-    params.pop("password")
-    if host.startswith("/"):  # a Unix-socket directory goes in the query
-        params["host"], host = host, ""
-    netloc = f"{user}:***@{host}{':' + port if port and host else ''}"
-    if port and not host:
-        params["port"] = port
-    query = "&".join(f"{key}={value}" for key, value in params.items())
-    return f"postgresql://{netloc}/{dbname}" + (f"?{query}" if query else "")
-
-
-def secret(url: str) -> str | None:
-    """The URL's password, to scrub from server and driver messages that might echo it."""
-    try:
-        password = conninfo_to_dict(libpq_url(url)).get("password")
-        return str(password) if password else None
-    except psycopg.Error:
-        return None
-
-
-def libpq_url(url: str) -> str:
-    """``url`` as libpq reads it: SQLAlchemy's ``postgresql+psycopg://`` spelling accepted."""
-    for scheme in ("postgresql+psycopg://", "postgres://"):
-        if url.startswith(scheme):
-            return "postgresql://" + url[len(scheme):]
-    return url
 
 
 def connect(settings: Settings) -> psycopg.Connection[Any]:
@@ -319,66 +272,3 @@ def _after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork)
-
-
-# SQLSTATE classes and codes (PostgreSQL, Appendix A) and the kvstore error they become.
-_RETRY = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
-_BY_STATE: dict[str, tuple[type[Exception], str]] = {
-    "55P03": (BusyError, "another connection held a lock for longer than the timeout; retry, or "
-                         "wait longer (timeout= in Python, --timeout on the command line)"),
-    "25006": (ReadOnlyError, "the store is read-only (readonly=True, a read-only role or a hot "
-                             "standby); open it for writing on the primary"),
-    "53100": (StorageFullError, "the server's disk is full; nothing of the failed write was kept"),
-    "54000": (ValueError, "a key or value is larger than PostgreSQL can index (keys: about "
-                          "2,700 bytes); use a shorter key"),
-    "28P01": (AccessDeniedError, "the server refused the password; check the URL's user and password"),
-    "28000": (AccessDeniedError, "the server refused this user; check pg_hba.conf and the URL's user"),
-    "42501": (AccessDeniedError, "permission denied; to create a store the role needs CREATE on the "
-                                 "database (or on an existing, empty schema), and to use one USAGE on its "
-                                 "schema and rights on its tables: ask the owner"),
-    "3D000": (NoSuchDatabaseError, "the database does not exist; create it (createdb) or fix the URL"),
-    "3F000": (Error, "the store's schema does not exist any more (dropped while open?)"),
-    "42P01": (Error, "the store's tables are missing (dropped while open?); `kvstore migrate URL --to base --yes` "
-                     "then `kvstore migrate URL` recreates them empty, or restore a backup"),
-}
-
-
-def translate(exc: psycopg.Error, where: str, password: str | None = None) -> Exception:
-    """Turn a psycopg exception into the kvstore exception a user can act on (``password``,
-    when known, is masked in the server's or driver's own words)."""
-    state = getattr(exc, "sqlstate", None) or ""
-    text = str(exc).strip()
-    if password:
-        text = text.replace(password, "***")
-    if state in _RETRY:
-        return RetryableError(f"{where}: PostgreSQL aborted the transaction to break a deadlock or "
-                              f"serialization conflict; retry (inside transaction(): nothing written in "
-                              f"the block is kept, run the whole block again) ({text})")
-    if state in _BY_STATE:
-        cls, message = _BY_STATE[state]
-        return cls(f"{where}: {message} (PostgreSQL said: {text})")
-    if state.startswith("08") or state.startswith("57P") or (not state and isinstance(exc, psycopg.OperationalError)):
-        lowered = text.lower()
-        if ("password" in lowered or "authentication" in lowered or "pg_hba.conf" in lowered
-                or ("role" in lowered and "does not exist" in lowered)):
-            return AccessDeniedError(f"{where}: the server refused the login; check the URL's user and "
-                                     f"password, and that the server's pg_hba.conf admits them ({text})")
-        if "database" in lowered and "does not exist" in lowered:
-            return NoSuchDatabaseError(f"{where}: the database does not exist; create it or fix "
-                                       f"the URL ({text})")
-        return UnreachableError(f"{where}: cannot reach the PostgreSQL server; check that it "
-                                f"runs and the URL's host and port ({text})")
-    if isinstance(exc, psycopg.DataError):
-        return ValueError(f"{where}: PostgreSQL rejected the data: {text}")
-    return Error(f"{where}: {text}")
-
-
-def retryable(exc: BaseException) -> bool:
-    """A deadlock or serialization failure: a single statement may simply run again."""
-    return getattr(exc, "sqlstate", None) in _RETRY
-
-
-def lost(exc: BaseException) -> bool:
-    """The connection itself is gone (server restart, network): reconnect on the next call."""
-    state = getattr(exc, "sqlstate", None) or ""
-    return isinstance(exc, psycopg.OperationalError) and (not state or state.startswith(("08", "57P")))

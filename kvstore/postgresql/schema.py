@@ -17,7 +17,8 @@ import psycopg
 
 from kvstore.constants import HEAD_REVISION, KNOWN_REVISIONS
 from kvstore.errors import Error, MigrationError, NotAKvstoreFileError, SchemaTooNewError
-from kvstore.postgresql.connections import Settings, connect, translate
+from kvstore.postgresql.connections import Settings, connect
+from kvstore.postgresql.errors import translate
 from kvstore.postgresql.ddl import quoted
 
 LOCK_CLASS = 0x4B565354
@@ -134,7 +135,7 @@ def _revision(conn: psycopg.Connection[Any], settings: Settings, schema: str) ->
 
 def settings_for(url: str, timeout: float = 5.0) -> Settings:
     """Connection settings for a one-off administrative connection to ``url``."""
-    from kvstore.postgresql.connections import libpq_url
+    from kvstore.postgresql.urls import libpq_url
 
     return Settings(libpq_url(url), timeout)
 

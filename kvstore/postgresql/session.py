@@ -21,7 +21,8 @@ import psycopg
 from kvstore import ranges
 from kvstore.api import StoreAPI
 from kvstore.errors import Error
-from kvstore.postgresql.connections import Connections, lost, retryable, translate
+from kvstore.postgresql.connections import Connections
+from kvstore.postgresql.errors import lost, retryable, translate
 from kvstore.postgresql.encoding import encode
 from kvstore.postgresql.statements import Statements
 

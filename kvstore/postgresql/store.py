@@ -25,7 +25,8 @@ from kvstore.api import MISSING, Items, Strategy
 from kvstore.sqlite.connection import Options
 from kvstore.errors import Error, RetryableError
 from kvstore.postgresql import schema as schemas
-from kvstore.postgresql.connections import Connections, Settings, libpq_url, redacted
+from kvstore.postgresql.connections import Connections, Settings
+from kvstore.postgresql.urls import libpq_url, redacted
 from kvstore.postgresql.encoding import decode, encode, value_id
 from kvstore.postgresql.bulk import BulkWrites
 from kvstore.postgresql.session import RETRIES
