@@ -137,19 +137,30 @@ class Connections:
         assert self._slots is not None
         self._slots.release()
 
-    def _checkout(self) -> psycopg.Connection[Any]:
-        """With a limit: a free connection (or a new one while fewer than the limit are open)."""
+    def _refuse_a_forked_block(self) -> None:
         local = self._local
         if getattr(local, "depth", 0) and getattr(local, "pid", None) != _PID[0]:
             raise Error(f"{self.settings.where}: this process was forked inside a transaction() "
                         "block, which cannot go on here (its connection belongs to the parent); "
                         "fork outside transaction() blocks")
+
+    def _disown_the_parents(self) -> None:
+        """On first use in a forked child (under the lock): the parent's connections are not ours."""
+        if self._pid != _PID[0]:
+            _inherited.extend(conn for _, conn in self._open.values())
+            _inherited.extend(self._pooled)
+            self._open.clear()
+            self._pooled, self._free = set(), []
+            if self.limit:
+                self._slots = threading.BoundedSemaphore(self.limit)
+            self._pid = _PID[0]
+
+    def _checkout(self) -> psycopg.Connection[Any]:
+        """With a limit: a free connection (or a new one while fewer than the limit are open)."""
+        local = self._local
+        self._refuse_a_forked_block()
         with self._lock:
-            if self._pid != _PID[0]:  # first use in a forked child: the parent's are not ours
-                _inherited.extend(self._pooled)
-                self._pooled, self._free = set(), []
-                self._slots = threading.BoundedSemaphore(self.limit or 1)
-                self._pid = _PID[0]
+            self._disown_the_parents()
         assert self._slots is not None
         timeout = self.settings.timeout if math.isfinite(self.settings.timeout) else None
         if not self._slots.acquire(timeout=timeout):
@@ -192,15 +203,9 @@ class Connections:
 
     def _new(self) -> psycopg.Connection[Any]:
         local = self._local
-        if getattr(local, "depth", 0) and getattr(local, "pid", None) != _PID[0]:
-            raise Error(f"{self.settings.where}: this process was forked inside a transaction() "
-                        "block, which cannot go on here (its connection belongs to the parent); "
-                        "fork outside transaction() blocks")
+        self._refuse_a_forked_block()
         with self._lock:
-            if self._pid != _PID[0]:  # first use in a forked child: the parent's are not ours
-                _inherited.extend(conn for _, conn in self._open.values())
-                self._open.clear()
-                self._pid = _PID[0]
+            self._disown_the_parents()
             finished = []
             for ident, (thread, old) in list(self._open.items()):
                 if thread() is None or not thread().is_alive():  # type: ignore[union-attr]
