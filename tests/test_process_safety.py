@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import faulthandler
 import os
 import signal
 import subprocess
@@ -34,6 +35,8 @@ def fork_child(body: Callable[[], None]) -> int:
     pid = os.fork()
     if pid == 0:
         code = 1
+        # A child that hangs says where before wait_child() kills it (at 30 s or later).
+        faulthandler.dump_traceback_later(25, exit=False)
         try:
             body()
             code = 0
