@@ -252,10 +252,9 @@ def exists(db: str) -> bool:
         return os.path.exists(db)
     from kvstore.postgresql import schema as schemas
 
-    settings = schemas.settings_for(real(db), timeout())
-    meta = click.get_current_context().find_root().meta
-    meta[_SCHEMA_WAS_THERE] = schemas.schema_exists(settings, schema())
-    return schemas.revision(settings, schema()) is not None
+    there, revision = schemas.state(schemas.settings_for(real(db), timeout()), schema())
+    click.get_current_context().find_root().meta[_SCHEMA_WAS_THERE] = there
+    return revision is not None
 
 
 def remove(db: str) -> None:

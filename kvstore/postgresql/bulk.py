@@ -8,17 +8,15 @@ temporary table and merged with the whole load's count deltas in one statement
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import psycopg
 
 from kvstore.api import pairs_of
-from kvstore.errors import RetryableError
 from kvstore.postgresql import ddl
 from kvstore.postgresql.encoding import encode
-from kvstore.postgresql.session import RETRIES, Session
+from kvstore.postgresql.session import Session
 from kvstore.validate import Value, check_pair
 
 SMALL = 64
@@ -54,16 +52,11 @@ class BulkWrites(Session):
 
 
     def _small(self, rows: list[tuple[bytes, bytes]]) -> None:
-        for attempt in itertools.count():
-            try:
-                with self.transaction():
-                    self._many(rows)
-                return
-            except RetryableError:  # rolled back whole: the pairs are still here to write again
-                if self._conns.depth or attempt >= RETRIES:
-                    raise
-                time.sleep(0.001 * 2 ** attempt)
+        def write() -> None:  # the pairs are still here to write again after a rollback
+            with self.transaction():
+                self._many(rows)
 
+        self._retried(write)
 
     def _many(self, rows: list[tuple[bytes, bytes]]) -> None:
         conn = self._conns.get()

@@ -408,6 +408,11 @@ def trigger_bodies(schema: str) -> dict[str, str]:
     return bodies
 
 
+def _bulk_mode(s: str) -> list[str]:
+    """The row triggers stand aside (BULK) with every other writer of items held off."""
+    return [f"SELECT set_config('{BULK}', 'on', true)", f"LOCK TABLE {s}.items IN SHARE ROW EXCLUSIVE MODE"]
+
+
 def bulk_merge(schema: str) -> list[str]:
     """kvstore's bulk path: merge ``pg_temp.kvstore_load(seq, key, value)`` into ``items``.
 
@@ -421,8 +426,7 @@ def bulk_merge(schema: str) -> list[str]:
     """
     s = quoted(schema)
     return [
-        f"SELECT set_config('{BULK}', 'on', true)",
-        f"LOCK TABLE {s}.items IN SHARE ROW EXCLUSIVE MODE",
+        *_bulk_mode(s),
         "CREATE TEMPORARY TABLE kvstore_incoming AS SELECT DISTINCT ON (key) key, value "
         "FROM pg_temp.kvstore_load ORDER BY key, seq DESC",
         f"""WITH changes AS (
@@ -461,8 +465,7 @@ def clear(schema: str) -> list[str]:
     """Remove every item, with the counts, without a trigger call per row (other writers wait)."""
     s = quoted(schema)
     return [
-        f"SELECT set_config('{BULK}', 'on', true)",
-        f"LOCK TABLE {s}.items IN SHARE ROW EXCLUSIVE MODE",
+        *_bulk_mode(s),
         f"DELETE FROM {s}.items",
         f"DELETE FROM {s}.count_shards",
         f"SELECT set_config('{BULK}', 'off', true)",

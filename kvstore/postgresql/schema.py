@@ -85,11 +85,13 @@ def move(conn: psycopg.Connection[Any], settings: Settings, schema: str, target:
                                  f"it keeps its previous revision ({orig or exc})") from exc
 
 
-def schema_exists(settings: Settings, schema: str) -> bool:
-    """Whether the PostgreSQL schema exists at all (a store in it or not)."""
+def state(settings: Settings, schema: str) -> tuple[bool, str | None]:
+    """Whether the PostgreSQL schema exists at all, and the store's revision in it (None: no
+    store), read on one connection."""
     conn = connect(settings)
     try:
-        return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is not None
+        exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is not None
+        return exists, _revision(conn, settings, schema) if exists else None
     except psycopg.Error as exc:
         raise translate(exc, settings.where) from exc
     finally:

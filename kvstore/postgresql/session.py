@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import psycopg
 
 from kvstore import ranges
 from kvstore.api import StoreAPI
-from kvstore.errors import Error
+from kvstore.errors import Error, RetryableError
 from kvstore.postgresql.connections import Connections
 from kvstore.postgresql.errors import lost, retryable, translate
 from kvstore.postgresql.encoding import encode
 from kvstore.postgresql.statements import Statements
+
+T = TypeVar("T")
 
 PAGE = 1000
 """Rows fetched per query when iterating; no statement stays open while the caller runs."""
@@ -44,7 +46,7 @@ class Session(StoreAPI):
         self._conns.close("the store is closed; open it again with kvstore.open()")
 
 
-    def _run(self, query: str, params: Any = (), many: bool = False) -> list[Any]:
+    def _run(self, query: str, params: Any = ()) -> list[Any]:
         """Run one statement on this thread's connection; its rows (empty for a write).
 
         Outside transaction() a deadlock or serialization failure is retried (the statement
@@ -70,6 +72,18 @@ class Session(StoreAPI):
                     conns.release()  # a shared connection goes back between calls (not inside a block)
         raise AssertionError("unreachable")
 
+
+    def _retried(self, call: Callable[[], T]) -> T:
+        """``call()`` (which runs its own transaction), run again after a deadlock or conflict
+        when no block is open: PostgreSQL rolled it back whole, so nothing of it was kept."""
+        for attempt in itertools.count():
+            try:
+                return call()
+            except RetryableError:
+                if self._conns.depth or attempt >= RETRIES:
+                    raise
+                time.sleep(0.001 * 2 ** attempt)
+        raise AssertionError("unreachable")
 
     def _failed(self, exc: psycopg.Error) -> Exception:
         error = translate(exc, self.path)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import time
 from collections.abc import ItemsView, Iterable, Iterator, KeysView
 from typing import TYPE_CHECKING, Any, cast
 
@@ -23,13 +22,12 @@ from typing import TYPE_CHECKING, Any, cast
 from kvstore import ranges
 from kvstore.api import MISSING, Items, Strategy
 from kvstore.sqlite.connection import Options
-from kvstore.errors import Error, RetryableError
+from kvstore.errors import Error
 from kvstore.postgresql import schema as schemas
 from kvstore.postgresql.connections import Connections, Settings
 from kvstore.postgresql.urls import libpq_url, redacted
 from kvstore.postgresql.encoding import decode, encode, value_id
 from kvstore.postgresql.bulk import BulkWrites
-from kvstore.postgresql.session import RETRIES
 from kvstore.postgresql.statements import Statements
 from kvstore.validate import Key, Value, check_key, check_stored_key, check_value, INT_MAX, INT_MIN
 
@@ -131,14 +129,7 @@ class PostgresStore(BulkWrites):
             raise TypeError(f"incr() adds an int or a float, not {type(delta).__name__}")
         check_value(delta)
         encoded = encode(key)
-        for attempt in itertools.count():
-            try:
-                return self._add(key, encoded, delta)
-            except RetryableError:  # a deadlock with another transaction: this call rolled back whole
-                if self._conns.depth or attempt >= RETRIES:
-                    raise
-                time.sleep(0.001 * 2 ** attempt)
-        raise AssertionError("unreachable")
+        return self._retried(lambda: self._add(key, encoded, delta))
 
     def _add(self, key: Key, encoded: bytes, delta: int | float) -> int | float:
         """incr() in one transaction (a savepoint inside the caller's): the row locked while it changes."""
