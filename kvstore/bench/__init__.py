@@ -292,7 +292,7 @@ def main(
               help=f"Tiny sizes ({', '.join(map(str, QUICK_SIZES))}) and short timings: a smoke test.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON instead of tables.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
-              help="Also write a PNG: count latency against N, and space per structure (needs matplotlib).")
+              help="Also write a PNG: count latency, load cost per pair and space per structure against N (needs matplotlib).")
 @click.option("--peers/--no-peers", default=True, show_default=True,
               help=f"Also measure the peers: {', '.join(PEERS)} (those installed; the bench extra).")
 @click.option("--merge/--no-merge", default=True, show_default=True,

@@ -190,14 +190,8 @@ def plot_problem(path: str) -> str | None:
     return None
 
 
-def plot(report: Report, path: str) -> None:
-    """Count latency against N (log-log) per strategy and peer, and bytes per structure."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(12, 5), layout="constrained")
-    FigureCanvasAgg(fig)
-    left, right = fig.subplots(1, 2)
+def _count_series(report: Report) -> dict[str, list[tuple[int, float]]]:
+    """Count latency (ns) per N: kvstore per strategy, raw sqlite3's counts lookup, the peers."""
     series: dict[str, list[tuple[int, float]]] = {}
     for r in report["results"]:
         if r["operation"].startswith("count "):
@@ -205,26 +199,64 @@ def plot(report: Report, path: str) -> None:
             series.setdefault(f"kvstore count ({strategy})", []).append((r["n"], r["kvstore"]["p50_ns"]))
             if strategy == "counts":
                 series.setdefault("raw sqlite3 counts lookup", []).append((r["n"], r["sqlite3"]["p50_ns"]))
-    seen: set[tuple[str, int]] = set()
-    for p in report["peers"]:
-        if (p["peer"], p["n"]) in seen:
-            continue
-        seen.add((p["peer"], p["n"]))
+    for p in _distinct_peers(report):
         if p["count"]:
             series.setdefault(f"{p['peer']} (Counter)", []).append((p["n"], p["count"]["p50_ns"]))
         series.setdefault(f"{p['peer']} (scan)", []).append((p["n"], p["scan"]["p50_ns"]))
+    return series
+
+
+def _load_series(report: Report) -> dict[str, list[tuple[int, float]]]:
+    """Bulk-load cost per pair (ns) per N: kvstore's update() and raw executemany into an empty
+    store (the "update: load" rows), and each peer's load (at the size it was loaded with)."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    for r in report["results"]:
+        if r["operation"] == "update: load":
+            series.setdefault("kvstore update()", []).append((r["n"], r["kvstore"]["p50_ns"]))
+            series.setdefault("raw sqlite3 executemany (no triggers)", []).append((r["n"], r["sqlite3"]["p50_ns"]))
+    for p in _distinct_peers(report):
+        series.setdefault(f"{p['peer']} load", []).append((p["n"], p["load"]["p50_ns"]))
+    return series
+
+
+def _distinct_peers(report: Report) -> list[dict[str, Any]]:
+    """Each peer measurement once (a capped peer is reported again for larger N)."""
+    seen: set[tuple[str, int]] = set()
+    found = []
+    for p in report["peers"]:
+        if (p["peer"], p["n"]) not in seen:
+            seen.add((p["peer"], p["n"]))
+            found.append(p)
+    return found
+
+
+def _draw(axes: Any, series: dict[str, list[tuple[int, float]]], ylabel: str, title: str) -> None:
+    """Log-log lines of ``series`` (ns, shown in µs); kvstore's solid, the others dashed."""
     for label, points in series.items():
         points.sort()
         style = "-o" if label.startswith("kvstore") else "--."
-        left.plot([x for x, _ in points], [y / 1e3 for _, y in points], style, label=label)
-    left.set_xscale("log")
-    left.set_yscale("log")
-    left.set_xlabel("N (items)")
-    left.set_ylabel("count(value) latency, p50 (µs)")
-    left.set_title("count(value): constant time vs linear time")
-    left.grid(True, which="both", alpha=0.3)
-    left.legend(fontsize="small")
+        axes.plot([x for x, _ in points], [y / 1e3 for _, y in points], style, label=label)
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("N (items)")
+    axes.set_ylabel(ylabel)
+    axes.set_title(title, fontsize="medium")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize="small")
 
+
+def plot(report: Report, path: str) -> None:
+    """Three panels against N: count latency per strategy and peer (log-log), bulk-load cost per
+    pair (kvstore's update(), raw sqlite3, the peers: flat means linear growth), bytes per structure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(17, 5), layout="constrained")
+    FigureCanvasAgg(fig)
+    left, middle, right = fig.subplots(1, 3)
+    _draw(left, _count_series(report), "count(value) latency, p50 (µs)", "count(value): constant time vs linear time")
+    _draw(middle, _load_series(report), "load cost per pair (µs)",
+          "bulk load into an empty store: cost per pair (flat = linear)")
     space = report["space"]
     width = 0.27
     for i, (key, name) in enumerate(
