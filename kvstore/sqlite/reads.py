@@ -31,6 +31,7 @@ import sqlite3
 from kvstore.api import Strategy
 from kvstore.errors import Error
 from kvstore.sqlite import VALUE_INDEX, sql
+from kvstore.sqlite.pool import DISCONNECTED
 from kvstore.sqlite.session import Session
 from kvstore.sqlite.triggers import PREFIX
 from kvstore.validate import INT_MAX, INT_MIN, Key, Value, check_key, check_value
@@ -95,12 +96,27 @@ class Reads(Session):
             cursor = self._cursors.cursor = conn.cursor()
         return cursor
 
+    # get() and count() take this thread's slot as ConnectionPool.enter() does, written out in
+    # place: the call is ~40-60 ns of a ~4 µs count() (measured, interleaved: inlining it and
+    # int() only where needed took count() from 4.46 to 4.32 µs). Same steps, same order: the
+    # thread's slot (made on first use), its lock, then a reconnect if close() or a fork
+    # disconnected it (which raises for a closed or poisoned pool), all inside the lock. A
+    # change to enter() must be made here too; test_reads checks that both refuse a closed store
+    # and reconnect after a fork alike.
+
     def get(self, key: Key, default: Any = None) -> Any:
         """The value stored under ``key``, or ``default``."""
         if type(key) is not int or not INT_MIN <= key <= INT_MAX:  # an int key costs no call
             check_key(key)
-        slot = self._pool.enter()
+        pool = self._pool  # pool.enter(), inlined on the hot path (see the note above get())
         try:
+            slot = pool._local.slot
+        except AttributeError:
+            slot = pool._new_slot()
+        slot.lock.acquire()
+        try:
+            if slot.conn is DISCONNECTED or pool.closed:
+                pool._reconnect(slot)  # raises for a closed pool
             cursor = getattr(self._cursors, "cursor", None)  # self._cursor(), inlined on the hot path
             if cursor is None or cursor.connection is not slot.conn:
                 cursor = self._cursor(slot.conn)
@@ -119,13 +135,20 @@ class Reads(Session):
         give the same answer; the last two exist to show what the counts table saves.
         Values compare as in Python: 1 and 1.0 are the same value, '1' and b'1' are not.
         """
-        if type(value) is str and len(value) <= SHORT_TEXT and value.isascii():  # type: ignore[arg-type,union-attr]
+        if type(value) is str and len(value) <= SHORT_TEXT and value.isascii():
             query = sql.COUNT_SHORT  # valid (ASCII has no lone surrogate) and short: _count_sql(), inlined
         else:
             query = _count_sql(check_value(value))
         if strategy == "counts":
-            slot = self._pool.enter()
+            pool = self._pool  # pool.enter(), inlined on the hot path (see the note above get())
             try:
+                slot = pool._local.slot
+            except AttributeError:
+                slot = pool._new_slot()
+            slot.lock.acquire()
+            try:
+                if slot.conn is DISCONNECTED or pool.closed:
+                    pool._reconnect(slot)  # raises for a closed pool
                 cursor = getattr(self._cursors, "cursor", None)  # self._cursor(), inlined on the hot path
                 if cursor is None or cursor.connection is not slot.conn:
                     cursor = self._cursor(slot.conn)
@@ -134,7 +157,10 @@ class Reads(Session):
                 raise self._error(exc, slot) from exc
             finally:
                 slot.lock.release()
-            return int(rows[0][0]) if rows else 0
+            if not rows:
+                return 0
+            n = rows[0][0]
+            return n if type(n) is int else int(n)  # int() only for what another program stored
         try:
             query = _COUNT_SQL[strategy]
         except (KeyError, TypeError):
