@@ -198,3 +198,40 @@ def test_a_read_leaves_no_read_transaction_open_even_where_a_key_repeats(path):
             assert db.get(2) == "c"
         finally:
             other.close()
+
+
+@pytest.mark.parametrize("any_db", ["sqlite"], indirect=True)  # reaches into the connection pool
+def test_single_reads_reconnect_after_fork_closed_their_connection_and_refuse_a_closed_store(db):
+    """get() and count() take their slot as ConnectionPool.enter() does, written out in place:
+    a connection that fork() closed is reopened, a forked child makes its own slot, and a closed
+    store refuses them."""
+    import os
+
+    from kvstore.sqlite.pool import DISCONNECTED
+
+    db.update({1: "apple", 2: "apple"})
+    pool = db._pool
+    for read, expected in ((lambda: db.get(1), "apple"), (lambda: db.count("apple"), 2)):
+        slot = pool.current()
+        slot.held_at_fork = True
+        pool._close_idle_connections()  # what the parent does at every fork...
+        slot.held_at_fork = False
+        pool._after_fork_in_parent()  # ...and after it
+        assert slot.conn is DISCONNECTED
+        assert read() == expected
+        assert slot.conn is not DISCONNECTED
+    child = os.fork()
+    if child == 0:  # the child: a fresh slot of its own, on first use
+        code = 1
+        try:
+            got = (db.get(1), db.count("apple"), pool.current() is not slot)
+            code = 0 if got == ("apple", 2, True) else 2
+        except BaseException as exc:
+            os.write(2, repr(exc).encode())
+        finally:
+            os._exit(code)
+    assert os.waitpid(child, 0)[1] == 0
+    db.close()
+    for read in (lambda: db.get(1), lambda: db.count("apple")):
+        with pytest.raises(kvstore.Error, match="closed"):
+            read()
