@@ -8,8 +8,10 @@ place that suspends the triggers.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from operator import itemgetter
 from typing import Any
 
 import sqlite3
@@ -19,7 +21,7 @@ from kvstore.sqlite.connection import CACHE, Options
 from kvstore.errors import Error
 from kvstore.api import pairs_of
 from kvstore.sqlite.session import Session
-from kvstore.validate import Value, check_pair
+from kvstore.validate import INT_MAX, INT_MIN, Key, Value, check_pair
 
 CHUNK = 10_000
 """Pairs per executemany() in update()."""
@@ -72,12 +74,15 @@ class BulkWrites(Session):
         expected = len(other) + len(kwargs) if hasattr(other, "__len__") else None
         if kwargs:
             pairs = itertools.chain(pairs, kwargs.items())
+        whole = type(other) in (list, tuple) and not kwargs
         with self.transaction():
-            self._load(iter(pairs), expected)
+            self._load(iter(pairs), expected, whole)
 
-    def _load(self, pairs: Iterator[Any], expected: int | None = None) -> None:
+    def _load(self, pairs: Iterator[Any], expected: int | None = None, whole: bool = False) -> None:
         """Write ``pairs``; ``expected`` (their number, when the source knows it) lets the
-        set-based path start with the first chunk instead of once enough pairs were written."""
+        set-based path start with the first chunk instead of once enough pairs were written;
+        ``whole`` (the source is a list or tuple, whose pairs are in memory already) lets it
+        sort and write them as one run."""
         written = 0
         bulk = False
         held, values = None, 0  # rows + VALUE_WEIGHT * distinct values before the update, read once
@@ -85,7 +90,7 @@ class BulkWrites(Session):
             while True:
                 # The caller's iterator runs outside the connection's lock: it may use the store.
                 size = RUN if bulk else CHUNK
-                chunk = list(map(check_pair, itertools.islice(pairs, size)))
+                chunk = list(itertools.islice(pairs, size))
                 written += len(chunk)
                 projected = max(written, expected or 0)
                 if not bulk and len(chunk) == CHUNK and projected >= BULK_MIN:
@@ -97,10 +102,15 @@ class BulkWrites(Session):
                         suspended.enter_context(self._bulk_cache())
                         rows = held - VALUE_WEIGHT * values
                         suspended.enter_context(self._counts_suspended(index=projected * INDEX_RATIO >= rows))
+                        if whole:  # one run, in one key order: a list's pairs cost a reference each
+                            size = len(chunk) + max(0, expected or 0)
+                            chunk += itertools.islice(pairs, size)
+                            written = len(chunk)
+                checked, order = checked_pairs(chunk)
                 if bulk:
-                    chunk.sort(key=in_key_order)  # stable: of two pairs with one key the later wins
+                    checked.sort(key=order)  # stable: of two pairs with one key the later wins
                 with self._using() as conn:
-                    conn.executemany(sql.UPSERT, chunk)
+                    conn.executemany(sql.UPSERT, checked)
                 if len(chunk) < size:
                     break
 
@@ -173,3 +183,50 @@ def in_key_order(pair: tuple[Any, Any]) -> tuple[int, Any]:
     return (0 if type(key) is int else 1 if type(key) is str else 2), key
 
 
+
+
+SLICE = RUN
+"""Pairs checked_pairs() looks at per pass (bounds the lists of keys and values it makes)."""
+
+_first, _second = itemgetter(0), itemgetter(1)
+
+
+def checked_pairs(items: list[Any]) -> tuple[list[tuple[Key, Value]], Callable[[Any], Any]]:
+    """``check_pair`` of every item, and a sort key putting them in SQLite's key order.
+
+    The common case (tuples of two, keys all ints, all str or all bytes, values of one plain
+    type) is checked with a few passes of C-level calls over the whole list (~0.2 µs a pair
+    instead of ~0.7 µs for a Python call per pair), and sorted by ``itemgetter(0)`` (~0.5 s
+    instead of ~1.6 s for 1M pairs with :func:`in_key_order`): one type of key sorts in
+    Python as SQLite orders it. Anything else, or any item that fails a check, goes through
+    ``check_pair`` one by one, which raises its precise error.
+    """
+    kinds = set()
+    for start in range(0, len(items), SLICE):
+        part = items[start:start + SLICE] if len(items) > SLICE else items
+        if not (set(map(type, part)) == {tuple} and set(map(len, part)) == {2}):
+            break
+        keys, values = list(map(_first, part)), list(map(_second, part))
+        key_kinds = set(map(type, keys))
+        if not (len(key_kinds) == 1 and _plain(keys, key_kinds, key=True) and _plain(values, set(map(type, values)))):
+            break
+        kinds |= key_kinds
+    else:
+        return items, (_first if len(kinds) <= 1 else in_key_order)
+    return list(map(check_pair, items)), in_key_order
+
+
+def _plain(objects: list[Any], kinds: set[type], key: bool = False) -> bool:
+    """Whether ``objects`` (all of one of ``kinds``) pass check_key/check_value, by whole-list passes."""
+    if len(kinds) != 1:
+        return False
+    (kind,) = kinds
+    if kind is str:
+        return all(map(str.isascii, objects))  # non-ASCII text: check_pair checks its encoding
+    if kind is int:
+        return bool(INT_MIN <= min(objects) and max(objects) <= INT_MAX)
+    if kind is bytes:
+        return True
+    if kind is float and not key:
+        return not any(map(math.isnan, objects))
+    return False
