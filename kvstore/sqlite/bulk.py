@@ -149,15 +149,19 @@ class BulkWrites(Session):
         size = max(self.options.bulk_cache, CACHE)
         with self._using() as conn:
             conn.execute(f"PRAGMA cache_size = -{size // 1024}")
-            conn.execute("PRAGMA temp_store = FILE")
             conn.execute("PRAGMA mmap_size = 0")
+            # SQLite refuses to change temp_store inside a transaction once the connection's
+            # temp database is open (something used a TEMP object on it): the sorts then stay
+            # in memory rather than failing the update().
+            spilled = _quietly(conn, "PRAGMA temp_store = FILE")
         try:
             yield
         finally:
             try:
                 with self._using() as conn:
                     conn.execute(f"PRAGMA cache_size = -{CACHE // 1024}")
-                    conn.execute("PRAGMA temp_store = MEMORY")
+                    if spilled:  # may fail likewise (a TEMP object used meanwhile): FILE stays, harmless
+                        _quietly(conn, "PRAGMA temp_store = MEMORY")
                     conn.execute(f"PRAGMA mmap_size = {self.options.mmap_size}")
                     conn.execute("PRAGMA shrink_memory")  # hand the pages beyond it back now
             except Error:  # the connection is gone (closed meanwhile): so is its cache
@@ -175,6 +179,15 @@ class BulkWrites(Session):
         conn.execute(upkeep.recount_statements(conn)[1])
         conn.execute(sql.CLEAR_DISPLACED)
         triggers.create(conn)
+
+
+def _quietly(conn: sqlite3.Connection, pragma: str) -> bool:
+    """Run ``pragma``; False if SQLite refused it (OperationalError)."""
+    try:
+        conn.execute(pragma)
+    except sqlite3.OperationalError:
+        return False
+    return True
 
 
 def in_key_order(pair: tuple[Any, Any]) -> tuple[int, Any]:
