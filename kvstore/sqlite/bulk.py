@@ -33,7 +33,14 @@ RUN = 100_000
 """Pairs the set-based path writes at a time, sorted by key first: the key index then takes
 them in order, page after page, instead of at random (measured merging 1M pairs into 10M: 49 s
 unsorted, 31 s in sorted runs of 200,000, 25 s sorted whole; a run of 100,000 pairs holds
-~15 MB of Python objects)."""
+~15 MB of Python objects). A list or tuple (whose pairs are in memory already) is sorted and
+written whole, as one run: its pairs cost a reference each; 1M pairs into 10M then take about
+as long as raw sqlite3 sorting them whole (see kvstore.bench.sides.BestMerge).
+
+Measured and not taken for generators: staging the pairs in a TEMP table (temp_store=FILE) and
+writing them with one ``INSERT ... SELECT ... ORDER BY key``, which gives one key order with
+bounded Python memory: a streamed 10M load took 90 s (stage 32 s, sorted insert 33 s, value
+index 22 s) against ~85 s in runs, and peaked at 434 MiB RSS against ~275 MiB."""
 
 INDEX_RATIO = 2
 """The set-based path also drops the value index, and builds it again at the end (one sort
@@ -65,9 +72,10 @@ class BulkWrites(Session):
         """Write many pairs in one transaction; any bad pair rejects the whole batch.
 
         Takes a mapping, an iterable of pairs (consumed as a stream, never held in memory
-        whole), and keyword pairs, like ``dict.update``. Large batches skip the per-row
-        triggers and rebuild ``counts`` with one GROUP BY at the end (see BULK_MIN). A source
-        of pairs that itself reads the store sees the batch's rows so far, but counts (and
+        whole; a list or tuple is sorted whole, at a reference per pair, see RUN), and keyword
+        pairs, like ``dict.update``. Large batches skip the per-row triggers and rebuild
+        ``counts`` with one GROUP BY at the end (see BULK_MIN). A source of pairs that itself
+        reads the store sees the rows of the chunks and runs written so far, but counts (and
         ``group_by``, whose index may be rebuilt at the end) only once update() returns.
         """
         pairs = pairs_of(other)
