@@ -342,3 +342,14 @@ def test_a_bulk_update_on_a_connection_whose_temp_database_is_open(tmp_path):
         state = temp_state(db)
         db.update((i, "v") for i in range(3 * bulk.CHUNK))
         assert db.count("v") == 3 * bulk.CHUNK and db.verify() == [] and temp_state(db) == state
+
+
+@pytest.mark.parametrize("small", [True, False])
+def test_the_sorts_keep_the_bulk_cache_only_for_a_small_store(tmp_path, monkeypatch, small):
+    monkeypatch.setattr(bulk, "SORT_ROW_BYTES", 1 if small else 2**40)
+    with kvstore.open(str(tmp_path / "sort.db"), bulk_cache=64 * 2**20) as db:
+        ran = statements(db, lambda: db.update([(i, "v") for i in range(3 * bulk.CHUNK)]))
+        build = next(i for i, s in enumerate(ran) if s.startswith("CREATE INDEX"))
+        caches = [s for s in ran[:build] if s.startswith("PRAGMA cache_size")]
+        assert caches[-1] == ("PRAGMA cache_size = -65536" if small else f"PRAGMA cache_size = -{CACHE // 1024}")
+        assert db._row("PRAGMA cache_size", ())[0] == -(CACHE // 1024) and db.verify() == []
