@@ -134,3 +134,222 @@ def test_the_sorted_runs_keep_the_last_pair_of_a_key(tmp_path):
     with kvstore.open(str(tmp_path / "d.db")) as db:
         db.update(source)
         assert dict(db.items()) == expected and db.verify() == []
+
+
+# -- the whole-list run and the fast checks --------------------------------------------------
+
+
+def test_a_list_is_written_as_one_sorted_run_and_the_later_pair_of_a_key_wins(tmp_path):
+    n = bulk.RUN + 3 * bulk.CHUNK
+    source = [((i * 7919) % 20011, f"v{i}") for i in range(n)]  # every key repeats, in scattered order
+    with kvstore.open(str(tmp_path / "w.db")) as db:
+        ran = statements(db, lambda: db.update(source))
+        assert sum(s.startswith("INSERT INTO items") for s in ran) == n, "one executemany, no second run"
+        assert dict(db.items()) == dict(source) and db.verify() == []
+
+
+@pytest.mark.parametrize("kind", ["list", "tuple", "generator"])
+def test_mixed_kinds_of_key_keep_sqlite_order_and_the_later_pair(tmp_path, kind):
+    """ints, text and blobs in one run (sorted by in_key_order): '1' and b'1' are distinct keys,
+    1 is one key however often it comes, and the later pair of each key wins."""
+    n = 3 * bulk.CHUNK
+    pairs = []
+    for i in range(n):
+        j = (i * 7919) % 997
+        pairs.append(([j, str(j), str(j).encode()][i % 3], f"v{i}"))
+    pairs += [(1, "int-last"), ("1", "text-last"), (b"1", "blob-last")]
+    source = {"list": pairs, "tuple": tuple(pairs), "generator": iter(pairs)}[kind]
+    with kvstore.open(str(tmp_path / "m.db")) as db:
+        db.update(source)
+        expected = dict(pairs)
+        assert dict(db.items()) == expected and db.verify() == []
+        assert db[1] == "int-last" and db["1"] == "text-last" and db[b"1"] == "blob-last"
+        assert list(db.keys()) == sorted(expected, key=lambda k: bulk.in_key_order((k, None)))
+
+
+def test_slices_with_different_kinds_of_key_are_sorted_together(tmp_path, monkeypatch):
+    """One slice of ints, the next of text: itemgetter(0) cannot compare them, in_key_order can."""
+    monkeypatch.setattr(bulk, "SLICE", bulk.CHUNK)
+    source = [(i, "int") for i in range(2 * bulk.CHUNK)] + [(f"k{i}", "text") for i in range(2 * bulk.CHUNK)]
+    source += [(5, "later")]
+    with kvstore.open(str(tmp_path / "s.db")) as db:
+        db.update(source)
+        assert db[5] == "later" and db.count("text") == 2 * bulk.CHUNK and db.verify() == []
+
+
+BAD_ITEMS = [
+    (True, "v"), (1.5, "v"), (2**63, "v"), (-(2**63) - 1, "v"), ("\ud800", "v"),
+    (1, float("nan")), (1, 2**63), (1, None), (1, True), (1, "\udfff"), (1, [1]),
+    (1, "v", 3), (1,), "abc", 7, None,
+]
+
+
+@pytest.mark.parametrize("bad", BAD_ITEMS, ids=repr)
+@pytest.mark.parametrize("where", [0, bulk.CHUNK - 1, 3 * bulk.CHUNK - 1])
+def test_the_fast_checks_reject_what_check_pair_rejects_with_its_error(tmp_path, bad, where):
+    from kvstore.validate import check_pair
+
+    with pytest.raises(Exception) as expected:
+        check_pair(bad)
+    source = [(i, "v") for i in range(3 * bulk.CHUNK)]
+    source[where] = bad
+    with pytest.raises(type(expected.value)) as got:
+        bulk.checked_pairs(source)
+    assert str(got.value) == str(expected.value)
+    with kvstore.open(str(tmp_path / "bad.db")) as db:
+        db["kept"] = "old"
+        with pytest.raises(type(expected.value)):
+            db.update(source)
+        assert dict(db.items()) == {"kept": "old"} and db.verify() == []
+
+
+@pytest.mark.parametrize("good", [
+    [(i, "v") for i in range(50)],
+    [(f"k{i}", "é") for i in range(50)],             # non-ASCII values: checked one by one
+    [(b"k%d" % i, 1.5) for i in range(50)],
+    [(i, float("inf")) for i in range(50)],
+    [[i, "list pairs"] for i in range(50)] + ["ab"],  # any iterable of two is a pair, as for check_pair
+    [(i, v) for i, v in enumerate(["a", 1, 2.5, b"b"] * 10)],
+    [(2**63 - 1, -(2**63)), (-(2**63), 2**63 - 1)],
+])
+def test_the_fast_checks_accept_what_check_pair_accepts(good):
+    from kvstore.validate import check_pair
+
+    checked, order = bulk.checked_pairs(list(good))
+    assert checked == [check_pair(p) for p in good]
+    assert sorted(checked, key=order) == sorted(checked, key=bulk.in_key_order)
+
+
+# -- what the bulk path must keep ------------------------------------------------------------
+
+
+def test_a_source_that_reads_the_store_mid_update(tmp_path):
+    with kvstore.open(str(tmp_path / "r.db")) as db:
+        db.update((i, "old") for i in range(bulk.CHUNK))
+        seen = []
+
+        def source():
+            for i in range(4 * bulk.CHUNK):
+                if i % bulk.CHUNK == 0:
+                    seen.append((db.get(0), db.get(-1, "none"), len(list(db.keys_for("old"))) > 0))
+                yield i, "new"
+
+        db.update(source())
+        assert seen[0] == ("old", "none", True)
+        assert db.count("new") == 4 * bulk.CHUNK and db.count("old") == 0 and db.verify() == []
+
+
+def temp_state(db: kvstore.Store) -> tuple:
+    return (
+        db._row("PRAGMA cache_size", ())[0],
+        db._row("PRAGMA temp_store", ())[0],
+        db._row("PRAGMA mmap_size", ())[0],
+        db._row("SELECT count(*) FROM sqlite_temp_master", ())[0],
+    )
+
+
+@pytest.mark.parametrize("failing", ["source", "list"])
+def test_a_failure_mid_load_leaves_the_store_and_the_connection_as_they_were(tmp_path, failing):
+    with kvstore.open(str(tmp_path / "f.db")) as db:
+        db.update((i, "old") for i in range(2 * bulk.CHUNK))
+        before, state = dict(db.items()), temp_state(db)
+
+        def pairs():
+            yield from ((i, "new") for i in range(bulk.RUN + 2 * bulk.CHUNK))
+            raise RuntimeError("the source failed")
+
+        source = pairs() if failing == "source" else [*((i, "new") for i in range(3 * bulk.CHUNK)), (1, None)]
+        with pytest.raises((RuntimeError, TypeError)):
+            db.update(source)
+        assert dict(db.items()) == before and db.verify() == [] and db.count("old") == 2 * bulk.CHUNK
+        assert temp_state(db) == state
+
+
+def test_a_bulk_update_inside_a_transaction_commits_or_rolls_back_with_it(tmp_path):
+    with kvstore.open(str(tmp_path / "t.db")) as db:
+        db["a"] = "x"
+        with pytest.raises(KeyError):
+            with db.transaction():
+                db.update([(i, "v") for i in range(3 * bulk.CHUNK)])
+                assert db.count("v") == 3 * bulk.CHUNK
+                raise KeyError("abandon")
+        assert dict(db.items()) == {"a": "x"} and db.verify() == []
+        with db.transaction():
+            db["b"] = "y"
+            db.update([(i, "v") for i in range(3 * bulk.CHUNK)])
+        assert db.count("v") == 3 * bulk.CHUNK and db["b"] == "y" and db.verify() == []
+
+
+@pytest.mark.parametrize("same", [False, True])
+def test_two_threads_bulk_updating(tmp_path, same):
+    import threading
+
+    paths = [str(tmp_path / "one.db")] * 2 if same else [str(tmp_path / "one.db"), str(tmp_path / "two.db")]
+    stores = [kvstore.open(p) for p in dict.fromkeys(paths)]
+    db_of = [stores[0], stores[0]] if same else stores
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for r in range(2):
+                db_of[t].update([((t, r, i)[2] * 2 + t, f"t{t}") for i in range(3 * bulk.CHUNK)])
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    try:
+        assert errors == []
+        for db in stores:
+            assert db.verify() == []
+        if same:
+            assert stores[0].count("t0") == stores[0].count("t1") == 3 * bulk.CHUNK
+        else:
+            assert stores[0].count("t0") == stores[1].count("t1") == 3 * bulk.CHUNK
+    finally:
+        for db in stores:
+            db.close()
+
+
+def test_fork_after_a_bulk_update(tmp_path):
+    import os
+
+    path = str(tmp_path / "fork.db")
+    with kvstore.open(path) as db:
+        db.update([(i, "v") for i in range(3 * bulk.CHUNK)])
+        pid = os.fork()
+        if pid == 0:  # the child: its own bulk update and a read, then out without cleanup
+            code = 1
+            try:
+                with kvstore.open(path) as child:
+                    child.update([(-i - 1, "child") for i in range(3 * bulk.CHUNK)])
+                    code = 0 if child.count("v") == 3 * bulk.CHUNK and child.verify() == [] else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert db.count("child") == 3 * bulk.CHUNK and db.count("v") == 3 * bulk.CHUNK and db.verify() == []
+
+
+def test_a_bulk_update_on_a_connection_whose_temp_database_is_open(tmp_path):
+    """SQLite refuses PRAGMA temp_store inside a transaction once the temp database is open:
+    update() still works (its sorts then stay in memory) and restores everything else."""
+    with kvstore.open(str(tmp_path / "temp.db")) as db:
+        db._row("SELECT count(*) FROM sqlite_temp_master", ())
+        state = temp_state(db)
+        db.update((i, "v") for i in range(3 * bulk.CHUNK))
+        assert db.count("v") == 3 * bulk.CHUNK and db.verify() == [] and temp_state(db) == state
+
+
+@pytest.mark.parametrize("small", [True, False])
+def test_the_sorts_keep_the_bulk_cache_only_for_a_small_store(tmp_path, monkeypatch, small):
+    monkeypatch.setattr(bulk, "SORT_ROW_BYTES", 1 if small else 2**40)
+    with kvstore.open(str(tmp_path / "sort.db"), bulk_cache=64 * 2**20) as db:
+        ran = statements(db, lambda: db.update([(i, "v") for i in range(3 * bulk.CHUNK)]))
+        build = next(i for i, s in enumerate(ran) if s.startswith("CREATE INDEX"))
+        caches = [s for s in ran[:build] if s.startswith("PRAGMA cache_size")]
+        assert caches[-1] == ("PRAGMA cache_size = -65536" if small else f"PRAGMA cache_size = -{CACHE // 1024}")
+        assert db._row("PRAGMA cache_size", ())[0] == -(CACHE // 1024) and db.verify() == []

@@ -5,14 +5,15 @@ and :mod:`.peers`."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import time
 from collections.abc import Callable
 from typing import Any
 
-from kvstore.bench.data import Pair, Workload, merge_pairs, pairs
+from kvstore.bench.data import Pair, Workload, key_of, merge_pairs, pairs, value_of
 from kvstore.bench.peers import Peer
-from kvstore.bench.sides import STRATEGIES, BestLoad, Kvstore, NaiveLoad, PlainSqlite, RawSqlite, drop_triggers
+from kvstore.bench.sides import STRATEGIES, BestLoad, BestMerge, Kvstore, NaiveLoad, PlainSqlite, RawSqlite, drop_triggers
 from kvstore.bench.timing import (
     Summary,
     compare,
@@ -37,6 +38,7 @@ TARGETS = {
     "bulk load vs naive raw": 0.55,
     "bulk load vs best raw": 1.25,
     "update: merge": 1.5,
+    "bulk merge vs best raw": 1.25,
 }
 
 SET_BATCH = 2000
@@ -171,6 +173,43 @@ def compare_bulk_loads(files: Files, n: int, repeat: int) -> list[dict[str, Any]
             times[side].append(one(side))
     return [_load_row(name, n, times[Kvstore], times[side], n)
             for name, side in (("bulk load vs naive raw", NaiveLoad), ("bulk load vs best raw", BestLoad))]
+
+
+def merge_batch(stored: int, n: int, seed: int = 3) -> list[Pair]:
+    """``n`` pairs in random order for a store of the benchmark's pairs 0..``stored``: half
+    overwrite stored keys (with other foods), half are new (like :func:`merge_pairs`)."""
+    rng = random.Random(seed)
+    half = n // 2
+    old = [(key_of(i), value_of(i + 7919)) for i in rng.sample(range(stored), half)]
+    batch = old + list(pairs(stored, stored + (n - half)))
+    rng.shuffle(batch)
+    return batch
+
+
+def compare_bulk_merge(files: Files, source: str, stored: int, n: int, repeat: int) -> dict[str, Any]:
+    """``update()`` of a list of ``n`` pairs (:func:`merge_batch`) into a copy of ``source`` (a
+    kvstore file of pairs 0..``stored``) against the best raw merge (:class:`BestMerge`) into
+    another copy; whole runs interleaved, the side going first alternating; one row."""
+    batch = merge_batch(stored, n)
+    times: dict[type[Kvstore | RawSqlite], list[int]] = {Kvstore: [], BestMerge: []}
+
+    def one(side: type[Kvstore | RawSqlite]) -> int:
+        path = files.copy(source, "merge")
+        try:
+            store = side(path)
+            try:
+                return time_once(lambda: store.merge(batch))
+            finally:
+                store.close()
+        finally:
+            files.remove(path)
+
+    for r in range(repeat):
+        for side in (list(times) if r % 2 == 0 else list(reversed(times))):
+            times[side].append(one(side))
+    found = _load_row("bulk merge vs best raw", stored, times[Kvstore], times[BestMerge], n)
+    found["met"] = None if stored < 10 * TARGET_N else found["ratio"] <= found["target"]
+    return found
 
 
 def compare_autocommit(path: str, work: Workload, budget_s: float) -> tuple[Summary, Summary]:
