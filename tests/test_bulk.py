@@ -282,8 +282,10 @@ def temp_state(db: kvstore.Store) -> tuple:
 @pytest.mark.parametrize("failing", ["source", "list"])
 def test_a_failure_mid_load_leaves_the_store_and_the_connection_as_they_were(tmp_path, failing):
     with kvstore.open(str(tmp_path / "f.db")) as db:
+        fresh = temp_state(db)
         db.update((i, "old") for i in range(2 * bulk.CHUNK))
         before, state = dict(db.items()), temp_state(db)
+        assert state == fresh, "a bulk update that succeeds restores the connection too"
 
         def pairs():
             yield from ((i, "new") for i in range(bulk.RUN + 2 * bulk.CHUNK))
