@@ -231,7 +231,7 @@ def _reads_store(files: bench.Files, path: str | None, n: int, step: Callable[[s
     return path, n
 
 
-MERGE_RUNS = 2
+MERGE_RUNS = 3
 """Runs per side of the merge target (each copies the large store first)."""
 
 

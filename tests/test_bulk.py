@@ -139,12 +139,20 @@ def test_the_sorted_runs_keep_the_last_pair_of_a_key(tmp_path):
 # -- the whole-list run and the fast checks --------------------------------------------------
 
 
-def test_a_list_is_written_as_one_sorted_run_and_the_later_pair_of_a_key_wins(tmp_path):
+def test_a_list_is_written_as_one_sorted_run_and_the_later_pair_of_a_key_wins(tmp_path, monkeypatch):
     n = bulk.RUN + 3 * bulk.CHUNK
     source = [((i * 7919) % 20011, f"v{i}") for i in range(n)]  # every key repeats, in scattered order
     with kvstore.open(str(tmp_path / "w.db")) as db:
-        ran = statements(db, lambda: db.update(source))
-        assert sum(s.startswith("INSERT INTO items") for s in ran) == n, "one executemany, no second run"
+        lengths = []
+        checked = bulk.checked_pairs
+
+        def spy(items):
+            lengths.append(len(items))
+            return checked(items)
+
+        monkeypatch.setattr(bulk, "checked_pairs", spy)
+        db.update(source)
+        assert lengths == [n], "the whole list in one sorted run"
         assert dict(db.items()) == dict(source) and db.verify() == []
 
 
@@ -187,12 +195,26 @@ BAD_ITEMS = [
 @pytest.mark.parametrize("bad", BAD_ITEMS, ids=repr)
 @pytest.mark.parametrize("where", [0, bulk.CHUNK - 1, 3 * bulk.CHUNK - 1])
 def test_the_fast_checks_reject_what_check_pair_rejects_with_its_error(tmp_path, bad, where):
+    source = [(i, "v") for i in range(3 * bulk.CHUNK)]
+    source[where] = bad
+    _rejected_as_check_pair_rejects(tmp_path, source, bad)
+
+
+@pytest.mark.parametrize("source, bad", [
+    ([(i, 1.5) for i in range(bulk.CHUNK)] + [(-1, float("nan"))], (-1, float("nan"))),  # values all floats
+    ([(i + 0.5, "v") for i in range(bulk.CHUNK)], (0.5, "v")),                            # keys all floats
+    ([(i, "v") for i in range(bulk.SLICE + 10)] + [(-1, None)], (-1, None)),               # in a later slice
+    ([(i, "v") for i in range(bulk.SLICE + 10)] + [(True, "v")], (True, "v")),
+], ids=["nan-among-floats", "float-keys", "later-slice-value", "later-slice-key"])
+def test_the_fast_checks_reject_one_kind_lists_and_later_slices(tmp_path, source, bad):
+    _rejected_as_check_pair_rejects(tmp_path, source, bad)
+
+
+def _rejected_as_check_pair_rejects(tmp_path, source, bad):
     from kvstore.validate import check_pair
 
     with pytest.raises(Exception) as expected:
         check_pair(bad)
-    source = [(i, "v") for i in range(3 * bulk.CHUNK)]
-    source[where] = bad
     with pytest.raises(type(expected.value)) as got:
         bulk.checked_pairs(source)
     assert str(got.value) == str(expected.value)
@@ -201,6 +223,16 @@ def test_the_fast_checks_reject_what_check_pair_rejects_with_its_error(tmp_path,
         with pytest.raises(type(expected.value)):
             db.update(source)
         assert dict(db.items()) == {"kept": "old"} and db.verify() == []
+
+
+def test_the_slow_checks_keep_the_pairs_they_were_given(tmp_path):
+    """A slice the fast passes cannot take (non-ASCII text, mixed types of value) is checked
+    pair by pair in place: its tuples are kept, not copied (a copy costs ~70 B a pair)."""
+    source = [(i, "café" if i % 2 else 1.5) for i in range(bulk.SLICE + 10)] + [[-1, "a list"]]
+    given = list(source)
+    checked, order = bulk.checked_pairs(source)
+    assert checked is source and all(a is b for a, b in zip(checked[:-1], given[:-1], strict=True))
+    assert checked[-1] == (-1, "a list") and order is bulk._first  # one kind of key: itemgetter(0)
 
 
 @pytest.mark.parametrize("good", [
@@ -244,15 +276,16 @@ def temp_state(db: kvstore.Store) -> tuple:
         db._row("PRAGMA cache_size", ())[0],
         db._row("PRAGMA temp_store", ())[0],
         db._row("PRAGMA mmap_size", ())[0],
-        db._row("SELECT count(*) FROM sqlite_temp_master", ())[0],
-    )
+    )  # not sqlite_temp_master: reading it opens the temp database, and SQLite then refuses temp_store
 
 
 @pytest.mark.parametrize("failing", ["source", "list"])
 def test_a_failure_mid_load_leaves_the_store_and_the_connection_as_they_were(tmp_path, failing):
     with kvstore.open(str(tmp_path / "f.db")) as db:
+        fresh = temp_state(db)
         db.update((i, "old") for i in range(2 * bulk.CHUNK))
         before, state = dict(db.items()), temp_state(db)
+        assert state == fresh, "a bulk update that succeeds restores the connection too"
 
         def pairs():
             yield from ((i, "new") for i in range(bulk.RUN + 2 * bulk.CHUNK))
@@ -346,7 +379,7 @@ def test_a_bulk_update_on_a_connection_whose_temp_database_is_open(tmp_path):
 
 @pytest.mark.parametrize("small", [True, False])
 def test_the_sorts_keep_the_bulk_cache_only_for_a_small_store(tmp_path, monkeypatch, small):
-    monkeypatch.setattr(bulk, "SORT_ROW_BYTES", 1 if small else 2**40)
+    monkeypatch.setattr(bulk, "SORT_SHARE", 0 if small else 2**40)
     with kvstore.open(str(tmp_path / "sort.db"), bulk_cache=64 * 2**20) as db:
         ran = statements(db, lambda: db.update([(i, "v") for i in range(3 * bulk.CHUNK)]))
         build = next(i for i, s in enumerate(ran) if s.startswith("CREATE INDEX"))

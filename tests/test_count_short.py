@@ -107,3 +107,39 @@ def test_count_agrees_with_a_scan_for_awkward_values(path, value):
     with kvstore.open(path) as db:
         db.update(enumerate(v for a in AWKWARD for v in with_variants(a)))
         assert db.count(value) == db.count(value, strategy="scan") == db.count_many([value])[value]
+
+
+@pytest.mark.parametrize("encoding", ["UTF-16le", "UTF-16be"])
+def test_count_on_a_utf16_file_another_program_made(tmp_path, encoding):
+    """count()'s inlined rule (ASCII text of at most PREFIX // 2 characters is short) holds in a
+    UTF-16 file, where such text takes two bytes a character: ASCII values of 15 to 33
+    characters, and the others, agree with a scan in a kvstore file copied into UTF-16."""
+    asked = [*("a" * n for n in range(PREFIX // 2 - 1, PREFIX + 2)), *AWKWARD, "é" * 9]
+    source, target = str(tmp_path / "utf8.db"), str(tmp_path / "utf16.db")
+    with kvstore.open(source) as db:
+        db.update(enumerate(v for v in asked for _ in range(2)))
+    old, new = sqlite3.connect(source), sqlite3.connect(target, isolation_level=None)
+    try:
+        new.execute(f"PRAGMA encoding = '{encoding}'")
+        new.execute("PRAGMA journal_mode = WAL")
+        new.execute("BEGIN")
+        objects = old.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+                              "ORDER BY type = 'trigger', type = 'index'").fetchall()
+        for kind, name, ddl in objects:
+            new.execute(ddl)
+            if kind == "table":
+                rows = old.execute(f'SELECT * FROM "{name}"').fetchall()
+                if rows:
+                    new.executemany(f'INSERT INTO "{name}" VALUES ({", ".join("?" * len(rows[0]))})', rows)
+        new.execute("COMMIT")
+        for pragma in ("application_id", "user_version"):
+            new.execute(f"PRAGMA {pragma} = {old.execute(f'PRAGMA {pragma}').fetchone()[0]}")
+    finally:
+        old.close()
+        new.close()
+    with kvstore.open(target) as db:
+        assert db._row("PRAGMA encoding", ())[0].upper() == encoding.upper()
+        for value in [*asked, "not stored", "b" * (PREFIX // 2)]:
+            assert db.count(value) == db.count(value, strategy="scan") == db.count_many([value])[value], value
+        assert db.count("a" * PREFIX) == 2 * asked.count("a" * PREFIX) and db.count("not stored") == 0
+        assert db.verify() == []

@@ -235,3 +235,18 @@ def test_single_reads_reconnect_after_fork_closed_their_connection_and_refuse_a_
     for read in (lambda: db.get(1), lambda: db.count("apple")):
         with pytest.raises(kvstore.Error, match="closed"):
             read()
+
+
+@pytest.mark.parametrize("any_db", ["sqlite"], indirect=True)  # reaches into the connection pool
+def test_single_reads_refuse_while_close_is_under_way(db):
+    """close() marks the pool closed before it reaches every slot: a get() or count() on a slot
+    it has not reached yet is refused then, not run on a connection about to be closed."""
+    db.update({1: "apple"})
+    assert db.get(1) == "apple" and db.count("apple") == 1  # this thread's slot is connected
+    db._pool.closed = "closed by close() (under way)"
+    try:
+        for read in (lambda: db.get(1), lambda: db.count("apple")):
+            with pytest.raises(kvstore.Error, match="under way"):
+                read()
+    finally:
+        db._pool.closed = None

@@ -213,7 +213,7 @@ def _load_series(report: Report) -> dict[str, list[tuple[int, float]]]:
     for r in report["results"]:
         if r["operation"] == "update: load":
             series.setdefault("kvstore update()", []).append((r["n"], r["kvstore"]["p50_ns"]))
-            series.setdefault("raw sqlite3 executemany (no triggers)", []).append((r["n"], r["sqlite3"]["p50_ns"]))
+            series.setdefault("raw sqlite3 executemany (no counts kept)", []).append((r["n"], r["sqlite3"]["p50_ns"]))
     for p in _distinct_peers(report):
         series.setdefault(f"{p['peer']} load", []).append((p["n"], p["load"]["p50_ns"]))
     return series

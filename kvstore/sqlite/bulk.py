@@ -47,13 +47,18 @@ INDEX_RATIO = 2
 instead of a random insertion per pair), when the pairs written are at least 1/INDEX_RATIO of
 the rows the store held before."""
 
-SORT_ROW_BYTES = 128
+SORT_SHARE = 2
 """The set-based path keeps Options.bulk_cache for the sorts at its end (the value index, the
-recount) when the items table holds at most ``bulk_cache / SORT_ROW_BYTES`` rows (1.3M at the
-default 160 MiB): its pages (~70 B a row) and the sort's entries then fit in that much memory
-together. Measured: update() of a list of 1M pairs into an empty store, 6 runs a side
-interleaved on a busy machine, medians 5.1 s with the bulk cache for the sorts, 5.8 s with the
-32 MiB cache (ranges 4.7-6.8 s and 4.4-6.4 s); the value index alone 1.3 s and 1.3-2.2 s."""
+recount) when SORT_SHARE times the store's bytes fit in it: the page cache then holds at most
+the store, and the sorter's memory (SQLite gives a sort as much as the page cache) at most the
+index entries, which are fewer bytes than the store. Bigger stores sort with the normal cache,
+spilling to temporary files. Measured: update() of a list of 1M pairs into an empty store, 6
+runs a side interleaved on a busy machine, medians 5.1 s with the bulk cache for the sorts,
+5.8 s with the 32 MiB cache (ranges 4.7-6.8 s and 4.4-6.4 s). Judged by bytes, not rows: 1.2M
+pairs with 100-character keys kept the bulk cache under a rule by rows and peaked at 529 MiB
+(276 MiB with the normal cache). Bigger stores with half the bulk cache for the sorts instead
+of the normal cache: a streamed 10M load no faster (55.0 and 55.1 s against 58.2 and 52.6 s)
+and 97 MiB more at its peak."""
 
 _INDEX_EXISTS = "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?"
 
@@ -149,9 +154,10 @@ class BulkWrites(Session):
             # The sorts below take as much memory as the page cache allows before spilling to
             # temporary files: back to the normal cache first (Options.bulk_cache is for the
             # random inserts above), unless the store is small enough that its pages and the
-            # sort together fit in ``sort_cache`` (see SORT_ROW_BYTES).
-            (bound,) = conn.execute(sql.ROWID_BOUND).fetchone()
-            if (bound or 0) * SORT_ROW_BYTES > sort_cache:
+            # sort together fit in ``sort_cache`` (see SORT_SHARE).
+            (pages,) = conn.execute("PRAGMA page_count").fetchone()
+            (page,) = conn.execute("PRAGMA page_size").fetchone()
+            if SORT_SHARE * pages * page > sort_cache:
                 conn.execute(f"PRAGMA cache_size = -{CACHE // 1024}")
             if index:  # IF NOT EXISTS: a repair() or update() run from the source may have built it
                 conn.execute(sql.VALUE_INDEX.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1))
@@ -225,28 +231,37 @@ _first, _second = itemgetter(0), itemgetter(1)
 
 
 def checked_pairs(items: list[Any]) -> tuple[list[tuple[Key, Value]], Callable[[Any], Any]]:
-    """``check_pair`` of every item, and a sort key putting them in SQLite's key order.
+    """``check_pair`` of every item of ``items`` (a list update() made, checked in place), and
+    a sort key putting them in SQLite's key order.
 
-    The common case (tuples of two, keys all ints, all str or all bytes, values of one plain
-    type) is checked with a few passes of C-level calls over the whole list (~0.2 µs a pair
-    instead of ~0.7 µs for a Python call per pair), and sorted by ``itemgetter(0)`` (~0.5 s
-    instead of ~1.6 s for 1M pairs with :func:`in_key_order`): one type of key sorts in
-    Python as SQLite orders it. Anything else, or any item that fails a check, goes through
-    ``check_pair`` one by one, which raises its precise error.
+    The common case (a slice of tuples of two, keys all ints, all str or all bytes, values of
+    one plain type) is checked with a few passes of C-level calls (~0.2 µs a pair instead of
+    ~0.7 µs for a Python call per pair). Any other slice goes through ``check_pair`` item by
+    item, which raises its precise error; a tuple of two that passes is kept as it is, and
+    only another kind of pair (a list of two) is replaced by its checked tuple, so the check
+    costs no memory per pair whichever path it takes. When every key is of one kind the sort
+    key is ``itemgetter(0)`` (~0.5 s instead of ~1.6 s for 1M pairs with
+    :func:`in_key_order`): one type of key sorts in Python as SQLite orders it.
     """
-    kinds = set()
+    kinds: set[type] = set()
     for start in range(0, len(items), SLICE):
         part = items[start:start + SLICE] if len(items) > SLICE else items
-        if not (set(map(type, part)) == {tuple} and set(map(len, part)) == {2}):
-            break
-        keys, values = list(map(_first, part)), list(map(_second, part))
-        key_kinds = set(map(type, keys))
-        if not (len(key_kinds) == 1 and _plain(keys, key_kinds, key=True) and _plain(values, set(map(type, values)))):
-            break
-        kinds |= key_kinds
-    else:
-        return items, (_first if len(kinds) <= 1 else in_key_order)
-    return list(map(check_pair, items)), in_key_order
+        if not _fast(part):
+            for i, pair in enumerate(part, start):
+                checked = check_pair(pair)
+                if type(pair) is not tuple or len(pair) != 2:
+                    items[i] = checked
+            part = items[start:start + SLICE]
+        kinds |= set(map(type, map(_first, part)))
+    return items, (_first if len(kinds) <= 1 else in_key_order)
+
+
+def _fast(part: list[Any]) -> bool:
+    """Whether every item of ``part`` is a tuple of two whose key and value pass, by whole-list passes."""
+    if not (set(map(type, part)) == {tuple} and set(map(len, part)) == {2}):
+        return False
+    keys, values = list(map(_first, part)), list(map(_second, part))
+    return _plain(keys, set(map(type, keys)), key=True) and _plain(values, set(map(type, values)))
 
 
 def _plain(objects: list[Any], kinds: set[type], key: bool = False) -> bool:
