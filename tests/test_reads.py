@@ -202,9 +202,8 @@ def test_a_read_leaves_no_read_transaction_open_even_where_a_key_repeats(path):
 
 @pytest.mark.parametrize("any_db", ["sqlite"], indirect=True)  # reaches into the connection pool
 def test_single_reads_reconnect_after_fork_closed_their_connection_and_refuse_a_closed_store(db):
-    """get() and count() take their slot as ConnectionPool.enter() does, written out in place:
-    a connection that fork() closed is reopened, a forked child makes its own slot, and a closed
-    store refuses them."""
+    """get() and count(), the hot single reads with their own cursor handling: a connection that
+    fork() closed is reopened, a forked child makes its own slot, and a closed store refuses them."""
     import os
 
     from kvstore.sqlite.pool import DISCONNECTED

@@ -125,7 +125,6 @@ class Session(StoreAPI):
             raise
         self._end(conn, depth, commit=True)
 
-
     def _end(self, conn: psycopg.Connection[Any], depth: int, commit: bool) -> None:
         try:
             self._finish(conn, depth, commit)

@@ -61,6 +61,7 @@ of the normal cache: a streamed 10M load no faster (55.0 and 55.1 s against 58.2
 and 97 MiB more at its peak."""
 
 _INDEX_EXISTS = "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?"
+_STORE_BYTES = "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()"
 
 BULK_RATIO = 25
 VALUE_WEIGHT = 8
@@ -112,6 +113,7 @@ class BulkWrites(Session):
                 # The caller's iterator runs outside the connection's lock: it may use the store.
                 size = RUN if bulk else CHUNK
                 chunk = list(itertools.islice(pairs, size))
+                last = len(chunk) < size
                 written += len(chunk)
                 projected = max(written, expected or 0)
                 if not bulk and len(chunk) == CHUNK and projected >= BULK_MIN:
@@ -122,22 +124,20 @@ class BulkWrites(Session):
                         bulk = True
                         suspended.enter_context(self._bulk_cache())
                         rows = held - VALUE_WEIGHT * values
-                        suspended.enter_context(self._counts_suspended(index=projected * INDEX_RATIO >= rows,
-                                                                       sort_cache=self.options.bulk_cache))
+                        suspended.enter_context(self._counts_suspended(index=projected * INDEX_RATIO >= rows))
                         if whole:  # one run, in one key order: a list's pairs cost a reference each
-                            size = len(chunk) + max(0, expected or 0)
-                            chunk += itertools.islice(pairs, size)
-                            written = len(chunk)
+                            chunk += pairs
+                            last = True
                 checked, order = checked_pairs(chunk)
                 if bulk:
                     checked.sort(key=order)  # stable: of two pairs with one key the later wins
                 with self._using() as conn:
                     conn.executemany(sql.UPSERT, checked)
-                if len(chunk) < size:
+                if last:
                     break
 
     @contextmanager
-    def _counts_suspended(self, index: bool = False, sort_cache: int = 0) -> Iterator[None]:
+    def _counts_suspended(self, index: bool = False) -> Iterator[None]:
         """Inside transaction(): the count triggers (and, given ``index``, the value index) are
         off for the block; when it ends normally the index is built again, counts rebuilt and
         the triggers recreated. On an exception the transaction's rollback restores everything
@@ -154,10 +154,9 @@ class BulkWrites(Session):
             # The sorts below take as much memory as the page cache allows before spilling to
             # temporary files: back to the normal cache first (Options.bulk_cache is for the
             # random inserts above), unless the store is small enough that its pages and the
-            # sort together fit in ``sort_cache`` (see SORT_SHARE).
-            (pages,) = conn.execute("PRAGMA page_count").fetchone()
-            (page,) = conn.execute("PRAGMA page_size").fetchone()
-            if SORT_SHARE * pages * page > sort_cache:
+            # sort together fit in the bulk cache (see SORT_SHARE).
+            (stored,) = conn.execute(_STORE_BYTES).fetchone()
+            if SORT_SHARE * stored > self.options.bulk_cache:
                 conn.execute(f"PRAGMA cache_size = -{CACHE // 1024}")
             if index:  # IF NOT EXISTS: a repair() or update() run from the source may have built it
                 conn.execute(sql.VALUE_INDEX.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1))
@@ -222,8 +221,6 @@ def in_key_order(pair: tuple[Any, Any]) -> tuple[int, Any]:
     return (0 if type(key) is int else 1 if type(key) is str else 2), key
 
 
-
-
 SLICE = RUN
 """Pairs checked_pairs() looks at per pass (bounds the lists of keys and values it makes)."""
 
@@ -246,22 +243,25 @@ def checked_pairs(items: list[Any]) -> tuple[list[tuple[Key, Value]], Callable[[
     kinds: set[type] = set()
     for start in range(0, len(items), SLICE):
         part = items[start:start + SLICE] if len(items) > SLICE else items
-        if not _fast(part):
+        key_kinds = _fast(part)
+        if key_kinds is None:
             for i, pair in enumerate(part, start):
                 checked = check_pair(pair)
                 if type(pair) is not tuple or len(pair) != 2:
                     items[i] = checked
-            part = items[start:start + SLICE]
-        kinds |= set(map(type, map(_first, part)))
+            key_kinds = set(map(type, map(_first, items[start:start + SLICE])))
+        kinds |= key_kinds
     return items, (_first if len(kinds) <= 1 else in_key_order)
 
 
-def _fast(part: list[Any]) -> bool:
-    """Whether every item of ``part`` is a tuple of two whose key and value pass, by whole-list passes."""
+def _fast(part: list[Any]) -> set[type] | None:
+    """The key type of ``part`` if every item is a tuple of two whose key and value pass, by
+    whole-list passes (keys of one type, values of one type); None if not."""
     if not (set(map(type, part)) == {tuple} and set(map(len, part)) == {2}):
-        return False
+        return None
     keys, values = list(map(_first, part)), list(map(_second, part))
-    return _plain(keys, set(map(type, keys)), key=True) and _plain(values, set(map(type, values)))
+    key_kinds = set(map(type, keys))
+    return key_kinds if _plain(keys, key_kinds, key=True) and _plain(values, set(map(type, values))) else None
 
 
 def _plain(objects: list[Any], kinds: set[type], key: bool = False) -> bool:
