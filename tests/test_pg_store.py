@@ -694,3 +694,33 @@ def test_max_connections_is_checked_first(pg_url: str, pg_schema: str, path: str
     assert not pg_server.schema_exists(pg_url, pg_schema)
     with pytest.raises(ValueError, match="max_connections"):
         kvstore.open(path, max_connections=2)
+
+
+def test_a_single_call_runs_again_after_a_deadlock_but_not_inside_a_block(pg, monkeypatch) -> None:
+    """Outside transaction() a statement PostgreSQL rolled back to break a deadlock is simply run
+    again (up to RETRIES times, then RetryableError); inside a block it ends the block instead."""
+    from kvstore.postgresql.session import RETRIES
+
+    pg[1] = "a"
+    real = psycopg.Connection.execute
+    failures = {"left": 0}
+
+    def flaky(self, query, params=None, **kwargs):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise psycopg.errors.DeadlockDetected("deadlock detected (injected by the test)")
+        return real(self, query, params, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", flaky)
+    failures["left"] = 2
+    assert pg.get(1) == "a" and failures["left"] == 0
+    failures["left"] = RETRIES + 1
+    with pytest.raises(kvstore.RetryableError):
+        pg.get(1)
+    assert failures["left"] == 0
+    with pytest.raises(kvstore.RetryableError):
+        with pg.transaction():
+            failures["left"] = 1
+            pg.get(1)
+    monkeypatch.undo()
+    assert pg[1] == "a" and pg.verify() == []

@@ -50,7 +50,6 @@ class BulkWrites(Session):
         with self.transaction():
             self._copy(itertools.chain(first, map(_encoded, stream)))
 
-
     def _small(self, rows: list[tuple[bytes, bytes]]) -> None:
         def write() -> None:  # the pairs are still here to write again after a rollback
             with self.transaction():
@@ -64,7 +63,6 @@ class BulkWrites(Session):
             conn.cursor().executemany(self._sql.upsert, rows)
         except psycopg.Error as exc:
             raise self._failed(exc) from exc
-
 
     def _copy(self, rows: Iterator[tuple[bytes, bytes]]) -> None:
         """Stream the pairs with binary COPY, then merge them with one delta per value (ddl.bulk_merge)."""
@@ -91,7 +89,6 @@ class BulkWrites(Session):
                 conn.execute(statement)
         except psycopg.Error as exc:
             raise self._failed(exc) from exc
-
 
     def clear(self) -> None:
         """Remove every pair in one transaction, counts with them (other writers wait meanwhile)."""

@@ -69,11 +69,6 @@ def translate(exc: psycopg.Error, where: str, password: str | None = None) -> Ex
     return Error(f"{where}: {text}")
 
 
-def retryable(exc: BaseException) -> bool:
-    """A deadlock or serialization failure: a single statement may simply run again."""
-    return getattr(exc, "sqlstate", None) in _RETRY
-
-
 def lost(exc: BaseException) -> bool:
     """The connection itself is gone (server restart, network): reconnect on the next call."""
     state = getattr(exc, "sqlstate", None) or ""

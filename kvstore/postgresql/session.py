@@ -22,7 +22,7 @@ from kvstore import ranges
 from kvstore.api import StoreAPI
 from kvstore.errors import Error, RetryableError
 from kvstore.postgresql.connections import Connections
-from kvstore.postgresql.errors import lost, retryable, translate
+from kvstore.postgresql.errors import lost, translate
 from kvstore.postgresql.encoding import encode
 from kvstore.postgresql.statements import Statements
 
@@ -45,33 +45,30 @@ class Session(StoreAPI):
         """Close every connection; using the store afterwards raises kvstore.Error."""
         self._conns.close("the store is closed; open it again with kvstore.open()")
 
-
     def _run(self, query: str, params: Any = ()) -> list[Any]:
         """Run one statement on this thread's connection; its rows (empty for a write).
 
         Outside transaction() a deadlock or serialization failure is retried (the statement
-        was rolled back whole); inside, it ends the block with a RetryableError.
+        was rolled back whole; see :meth:`_retried`); inside, it ends the block with a
+        RetryableError.
         """
-        conns = self._conns
-        for attempt in itertools.count():
-            conn = conns.get()
-            lost_error = conns.lost
-            if lost_error is not None:
-                raise Error(f"{self.path}: the transaction was aborted by an earlier error ({lost_error}); "
-                            "nothing written in this transaction() block will be kept: let the block end and run it again")
-            try:
-                cursor = conn.execute(query, params, prepare=True, binary=True)
-                return cursor.fetchall() if cursor.description is not None else []
-            except psycopg.Error as exc:
-                if conns.depth == 0 and retryable(exc) and attempt < RETRIES:
-                    time.sleep(0.001 * 2 ** attempt)
-                    continue
-                raise self._failed(exc) from exc
-            finally:
-                if conns.limit:
-                    conns.release()  # a shared connection goes back between calls (not inside a block)
-        raise AssertionError("unreachable")
+        return self._retried(lambda: self._once(query, params))
 
+    def _once(self, query: str, params: Any) -> list[Any]:
+        conns = self._conns
+        conn = conns.get()
+        lost_error = conns.lost
+        if lost_error is not None:
+            raise Error(f"{self.path}: the transaction was aborted by an earlier error ({lost_error}); "
+                        "nothing written in this transaction() block will be kept: let the block end and run it again")
+        try:
+            cursor = conn.execute(query, params, prepare=True, binary=True)
+            return cursor.fetchall() if cursor.description is not None else []
+        except psycopg.Error as exc:
+            raise self._failed(exc) from exc
+        finally:
+            if conns.limit:
+                conns.release()  # a shared connection goes back between calls (not inside a block)
 
     def _retried(self, call: Callable[[], T]) -> T:
         """``call()`` (which runs its own transaction), run again after a deadlock or conflict
@@ -97,7 +94,6 @@ class Session(StoreAPI):
         elif lost(exc):
             conns.forget()
         return error
-
 
     @contextmanager
     def transaction(self) -> Iterator[Self]:
@@ -171,11 +167,9 @@ class Session(StoreAPI):
                     conns.forget()
             raise error from exc
 
-
     def _outside_transaction(self, what: str, why: str) -> None:
         if self._conns.depth:
             raise Error(f"{self.path}: {what} cannot run inside transaction() ({why}); call it outside")
-
 
     @contextmanager
     def _snapshot(self) -> Iterator[None]:
@@ -198,7 +192,6 @@ class Session(StoreAPI):
                 if lost(exc):
                     conns.forget()  # the next call reconnects instead of failing once more
             conns.release()
-
 
     def _pages(self, first: str, after: str, params: tuple[Any, ...], lower: bytes | None = None) -> Iterator[Any]:
         """Rows in key order, PAGE at a time, paging by "key after the last one seen"."""
