@@ -229,6 +229,39 @@ def test_fork_inside_a_transaction_is_refused_in_the_child_and_never_commits(tmp
         assert "rolled back" not in check and "child" not in check
 
 
+def test_fork_while_another_threads_update_reads_its_source(path):
+    """update() is a transaction: a fork while its source of pairs runs between two chunks
+    refuses the file in the child, saying so in the words of update(); the parent's update
+    completes."""
+    db = kvstore.open(path)
+    between, go_on = threading.Event(), threading.Event()
+
+    def source():
+        for i in range(30_000):
+            if i == 15_000:
+                between.set()
+                go_on.wait(30)
+            yield i, "v"
+
+    thread = threading.Thread(target=lambda: db.update(source()))
+    thread.start()
+    assert between.wait(30)
+
+    def child() -> None:
+        with pytest.raises(kvstore.Error, match=r"forked while a transaction.*update\(\)"):
+            db["child"] = "c"
+        with pytest.raises(kvstore.Error, match="forked while a transaction"):
+            kvstore.open(path)
+
+    pid = fork_child(child)
+    assert wait_child(pid) == 0
+    go_on.set()
+    thread.join(30)
+    assert db.count("v") == 30_000
+    db.close()
+    assert_sound(path, {i: "v" for i in range(30_000)})
+
+
 def read_acks_lines(fd: int) -> list[str]:
     return [line for line in b"".join(iter(lambda: os.read(fd, 65536), b"")).decode().splitlines() if line]
 

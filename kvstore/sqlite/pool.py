@@ -238,10 +238,11 @@ class ConnectionPool:
     def _after_fork_in_child(self, refused: str | None) -> None:
         """Forget the parent's threads; refuse this file (or, given ``refused``, everything)."""
         reason = refused or (
-            "this process was forked while a transaction() on this file was open in its "
-            "parent, so it inherited SQLite's lock state for the file and may not use it: "
-            "fork outside transaction() blocks, or start the process with multiprocessing's "
-            "'spawn' method"
+            "this process was forked while a transaction on this file was open in its parent "
+            "(a transaction() block, or an update() or update_in_batches() reading its source "
+            "of pairs between two chunks), so it inherited SQLite's lock state for the file "
+            "and may not use it: fork while no thread is writing, or start the process with "
+            "multiprocessing's 'spawn' method"
         )
         if self._kept_at_fork or refused:
             self.closed = reason  # this store, in-memory ones included
