@@ -81,24 +81,30 @@ def opening(path: str) -> Iterator[None]:
 _leaked: list[sqlite3.Connection] = []
 
 
-def _disconnected() -> sqlite3.Connection:
+def _disconnected() -> tuple[sqlite3.Connection, sqlite3.Cursor]:
     conn = sqlite3.connect(":memory:")
+    cursor = conn.cursor()
     conn.close()
-    return conn
+    return conn, cursor
 
 
-DISCONNECTED = _disconnected()
-"""A closed connection standing in for "none": using it raises sqlite3.ProgrammingError, and
-``slot.conn`` stays a Connection for the type checker and for the hot path."""
+DISCONNECTED, NO_CURSOR = _disconnected()
+"""A closed connection standing in for "none", and a cursor of it: using either raises
+sqlite3.ProgrammingError, and ``slot.conn``/``slot.cursor`` stay a Connection and a Cursor
+for the type checker and for the hot path."""
 
 
 class Slot:
     """One thread's connection, and the lock held while a call is inside it."""
 
-    __slots__ = ("conn", "lock", "depth", "lost", "thread", "dead", "held_at_fork")
+    __slots__ = ("conn", "cursor", "lock", "depth", "lost", "thread", "dead", "held_at_fork")
 
     def __init__(self) -> None:
         self.conn = DISCONNECTED
+        self.cursor = NO_CURSOR
+        """A cursor of ``conn`` made when it connected, kept for get() and count(): reusing it
+        saves making one per call (``conn.execute()`` does), and keeping it here saves a
+        thread-local lookup of its own (~60 ns of a ~3.5 µs count())."""
         # Reentrant: a generator passed to update() may itself read the store on this thread.
         self.lock = threading.RLock()
         self.depth = 0
@@ -171,9 +177,10 @@ class ConnectionPool:
             raise Error(f"{self.path}: the connection of this transaction() block was closed; "
                         "nothing written in the block was kept")
         try:
-            slot.conn = connect(self.target, self.options)
+            conn = connect(self.target, self.options)
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from exc
+        slot.conn, slot.cursor = conn, conn.cursor()
         checkpointer.watch(self)
 
     def _close_finished_threads(self) -> None:
@@ -229,7 +236,7 @@ class ConnectionPool:
             if not slot.held_at_fork or slot.depth or conn.in_transaction:
                 self._kept_at_fork = True
             else:
-                slot.conn = DISCONNECTED
+                slot.conn, slot.cursor = DISCONNECTED, NO_CURSOR
                 conn.close()
 
     def _after_fork_in_parent(self) -> None:
@@ -253,7 +260,7 @@ class ConnectionPool:
             # lock state would release (or checkpoint) what belongs to the parent.
             if slot.conn is not DISCONNECTED:
                 _leak(slot.conn)
-                slot.conn = DISCONNECTED
+                slot.conn, slot.cursor = DISCONNECTED, NO_CURSOR
             slot.dead = "this store was inherited through fork() in the middle of a " \
                         "transaction() block; nothing written in the block is committed here"
         self._kept_at_fork = False
@@ -264,7 +271,7 @@ class ConnectionPool:
 
 
 def _close(slot: Slot, reason: str) -> None:
-    conn, slot.conn = slot.conn, DISCONNECTED
+    conn, slot.conn, slot.cursor = slot.conn, DISCONNECTED, NO_CURSOR
     slot.dead = reason
     if conn is not DISCONNECTED:  # the stand-in was made by the importing thread: only it may close it
         conn.close()  # rolls back a transaction that another thread left open

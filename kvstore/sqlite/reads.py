@@ -2,8 +2,9 @@
 
 One call is one statement on this thread's connection, so it costs SQLite's fixed price for
 an autocommit statement (in WAL mode, beginning and ending a read transaction, ~1.5-2 µs here)
-plus as little Python as possible: each thread keeps one cursor and reuses it, where
-``conn.execute()`` would make and throw away a cursor per call (~0.2-0.5 µs measured). A kept
+plus as little Python as possible: each thread's connection slot keeps one cursor for them
+(:class:`kvstore.sqlite.pool.Slot`), where ``conn.execute()`` would make and throw away a
+cursor per call (~0.2-0.5 µs measured). A kept
 cursor keeps its statement (and so a read transaction) open until the statement has run to
 the end, so every read fetches all its rows: one, unless another program has removed the
 primary key from a table.
@@ -22,7 +23,6 @@ one read transaction: ``counts`` is searched through its index on a bounded head
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -86,25 +86,13 @@ _GET_MANY_SQL = _statements(_GET_MANY, "(?)")
 class Reads(Session):
     """The reading methods of :class:`kvstore.Store`."""
 
-    _cursors: threading.local
-
-    def _cursor(self, conn: sqlite3.Connection) -> sqlite3.Cursor:
-        """This thread's cursor on ``conn`` (a new one after a reconnect)."""
-        cursor: sqlite3.Cursor | None = getattr(self._cursors, "cursor", None)
-        if cursor is None or cursor.connection is not conn:
-            cursor = self._cursors.cursor = conn.cursor()
-        return cursor
-
     def get(self, key: Key, default: Any = None) -> Any:
         """The value stored under ``key``, or ``default``."""
         if type(key) is not int or not INT_MIN <= key <= INT_MAX:  # an int key costs no call
             check_key(key)
         slot = self._pool.enter()
         try:
-            cursor = getattr(self._cursors, "cursor", None)  # self._cursor(), inlined on the hot path
-            if cursor is None or cursor.connection is not slot.conn:
-                cursor = self._cursor(slot.conn)
-            rows = cursor.execute(sql.GET, (key,)).fetchall()
+            rows = slot.cursor.execute(sql.GET, (key,)).fetchall()
         except sqlite3.Error as exc:
             raise self._error(exc, slot) from exc
         finally:
@@ -126,10 +114,7 @@ class Reads(Session):
         if strategy == "counts":
             slot = self._pool.enter()
             try:
-                cursor = getattr(self._cursors, "cursor", None)  # self._cursor(), inlined on the hot path
-                if cursor is None or cursor.connection is not slot.conn:
-                    cursor = self._cursor(slot.conn)
-                rows = cursor.execute(query, (value,)).fetchall()
+                rows = slot.cursor.execute(query, (value,)).fetchall()
             except sqlite3.Error as exc:
                 raise self._error(exc, slot) from exc
             finally:
@@ -181,7 +166,7 @@ class Reads(Session):
         found: dict[Value, int] = {}
         if asked:
             with self._snapshot() as conn:
-                cursor = self._cursor(conn)
+                cursor = conn.cursor()
                 for value in dict.fromkeys(asked):  # each distinct value once (1 and 1.0 are one)
                     rows = cursor.execute(_count_sql(value), (value,)).fetchall()
                     if rows:
@@ -194,7 +179,7 @@ class Reads(Session):
         if not args:
             return rows
         with self._snapshot() as conn:
-            cursor = self._cursor(conn)
+            cursor = conn.cursor()
             for start in range(0, len(args), BATCH):
                 chunk = args[start:start + BATCH]
                 size = 1 << (len(chunk) - 1).bit_length()

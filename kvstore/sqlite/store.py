@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import os
 import sqlite3
-import threading
 from collections.abc import ItemsView, Iterator, KeysView
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -49,7 +48,6 @@ class Store(BulkWrites, Reads, StoreAPI):
             raise Error(f"{path}: {connection.refused}")
         self.options = options or Options()
         self._keeper: sqlite3.Connection | None = None
-        self._cursors = threading.local()
         if path == MEMORY:
             self.path = MEMORY
             self._pool = self._in_memory()
