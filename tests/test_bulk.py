@@ -3,6 +3,7 @@ a bigger page cache only while it runs, and a file afterwards exactly like a fre
 
 from __future__ import annotations
 
+from collections import Counter
 import sqlite3
 
 import pytest
@@ -276,6 +277,7 @@ def temp_state(db: kvstore.Store) -> tuple:
         db._row("PRAGMA cache_size", ())[0],
         db._row("PRAGMA temp_store", ())[0],
         db._row("PRAGMA mmap_size", ())[0],
+        db._row("PRAGMA threads", ())[0],
     )  # not sqlite_temp_master: reading it opens the temp database, and SQLite then refuses temp_store
 
 
@@ -384,5 +386,22 @@ def test_the_sorts_keep_the_bulk_cache_only_for_a_small_store(tmp_path, monkeypa
         ran = statements(db, lambda: db.update([(i, "v") for i in range(3 * bulk.CHUNK)]))
         build = next(i for i, s in enumerate(ran) if s.startswith("CREATE INDEX"))
         caches = [s for s in ran[:build] if s.startswith("PRAGMA cache_size")]
-        assert caches[-1] == ("PRAGMA cache_size = -65536" if small else f"PRAGMA cache_size = -{CACHE // 1024}")
+        assert caches[-1] == ("PRAGMA cache_size = -65536" if small else f"PRAGMA cache_size = -{bulk.SORT_CACHE // 1024}")
+        threads = [s for s in ran[:build] if s.startswith("PRAGMA threads")]
+        assert threads == [f"PRAGMA threads = {bulk.SORT_THREADS}"], "the sorts may use helper threads"
         assert db._row("PRAGMA cache_size", ())[0] == -(CACHE // 1024) and db.verify() == []
+        assert db._row("PRAGMA threads", ())[0] == 0, "and only while update() runs"
+
+
+def test_a_sort_that_spills_to_several_runs_with_helper_threads_builds_a_right_index(tmp_path, monkeypatch):
+    """The smallest runs SQLite makes (~1 MB): the value index of 150k pairs is sorted in several
+    runs by SORT_THREADS threads and merged; the index and counts must be exact."""
+    monkeypatch.setattr(bulk, "SORT_SHARE", 2**40)
+    monkeypatch.setattr(bulk, "SORT_CACHE", 64 * 1024)
+    pairs = [((i * 7919) % 150_001, f"value {i % 997}" * (1 + i % 3)) for i in range(150_000)]
+    with kvstore.open(str(tmp_path / "spill.db")) as db:
+        db.update(pairs)
+        assert db._row("PRAGMA integrity_check", ())[0] == "ok" and db.verify() == []
+        expected = Counter(dict(pairs).values())
+        assert db.count_many(expected) == dict(expected)
+        assert all(db.count(v, strategy="group_by") == n for v, n in list(expected.items())[:50])
