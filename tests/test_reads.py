@@ -249,3 +249,26 @@ def test_single_reads_refuse_while_close_is_under_way(db):
                 read()
     finally:
         db._pool.closed = None
+
+
+def test_a_row_that_fails_to_convert_leaves_no_read_transaction_open(path):
+    """Text another program stored that is not UTF-8 fails in fetchall(), after the kept cursor
+    stepped onto the row: its statement (and so a read transaction) must not stay open, or the
+    thread's later reads are stale, its writes wait out the timeout and fail, and no checkpoint
+    can complete until the next get() or count() on that thread."""
+    with kvstore.open(path, timeout=0.2) as db:
+        db[1] = "a"
+        with db._using() as conn:
+            conn.execute("INSERT INTO items VALUES (2, CAST(x'ff' AS TEXT))")
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            for read in (lambda: db.get(2), lambda: db.get(2, "default")):
+                with pytest.raises(kvstore.Error, match="decode"):
+                    read()
+                other.execute("INSERT OR REPLACE INTO items VALUES (3, 'c')")
+                assert other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # not busy
+                assert db.get_many([3]) == {3: "c"}  # not a stale snapshot
+                db[4] = "d"  # no BusyError (a stale read transaction cannot be upgraded)
+                other.execute("DELETE FROM items WHERE key = 3")
+        finally:
+            other.close()

@@ -270,6 +270,17 @@ class ConnectionPool:
         self._slots = []
 
 
+def renew_cursor(slot: Slot) -> None:
+    """Give ``slot`` a new kept cursor after a call on it failed: a row that failed to convert
+    (text another program stored that is not UTF-8), or an exception between ``execute()`` and
+    ``fetchall()``, leaves its statement stepping, and so a read transaction open on the
+    connection (stale reads, writes failing to upgrade it, checkpoints unable to complete)
+    until the cursor runs another statement. Closing it resets the statement."""
+    if slot.conn is not DISCONNECTED:
+        slot.cursor.close()
+        slot.cursor = slot.conn.cursor()
+
+
 def _close(slot: Slot, reason: str) -> None:
     conn, slot.conn, slot.cursor = slot.conn, DISCONNECTED, NO_CURSOR
     slot.dead = reason

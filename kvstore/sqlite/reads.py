@@ -31,6 +31,7 @@ import sqlite3
 from kvstore.api import Strategy
 from kvstore.errors import Error
 from kvstore.sqlite import VALUE_INDEX, sql
+from kvstore.sqlite.pool import renew_cursor
 from kvstore.sqlite.session import Session
 from kvstore.sqlite.triggers import PREFIX
 from kvstore.validate import INT_MAX, INT_MIN, Key, Value, check_key, check_value
@@ -94,7 +95,11 @@ class Reads(Session):
         try:
             rows = slot.cursor.execute(sql.GET, (key,)).fetchall()
         except sqlite3.Error as exc:
+            renew_cursor(slot)
             raise self._error(exc, slot) from exc
+        except BaseException:
+            renew_cursor(slot)
+            raise
         finally:
             slot.lock.release()
         return rows[0][0] if rows else default
@@ -116,7 +121,11 @@ class Reads(Session):
             try:
                 rows = slot.cursor.execute(query, (value,)).fetchall()
             except sqlite3.Error as exc:
+                renew_cursor(slot)
                 raise self._error(exc, slot) from exc
+            except BaseException:
+                renew_cursor(slot)
+                raise
             finally:
                 slot.lock.release()
             if not rows:
