@@ -272,3 +272,24 @@ def test_a_row_that_fails_to_convert_leaves_no_read_transaction_open(path):
                 other.execute("DELETE FROM items WHERE key = 3")
         finally:
             other.close()
+
+
+def test_a_failed_batch_read_leaves_no_read_transaction_open_while_its_error_is_held(path):
+    """The cursor of get_many()/count_many() (and of the paged reads) is a local of the failed
+    call's frame, which the exception's traceback keeps alive: its statement must be finished
+    when the call fails, not when the caller lets go of the exception (a retry loop, a test,
+    a log record may hold it long after)."""
+    with kvstore.open(path, timeout=0.2) as db:
+        db[1] = "a"
+        with db._using() as conn:
+            conn.execute("INSERT INTO items VALUES (2, CAST(x'ff' AS TEXT))")
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            for read in (lambda: db.get_many([1, 2]), lambda: db.counts(), lambda: list(db.items())):
+                with pytest.raises(kvstore.Error, match="decode") as held:
+                    read()
+                other.execute("INSERT OR REPLACE INTO items VALUES (3, 'c')")
+                assert other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0, held.value
+                db[4] = "d"
+        finally:
+            other.close()

@@ -24,6 +24,7 @@ one read transaction: ``counts`` is searched through its index on a bounded head
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import closing
 from typing import Any
 
 import sqlite3
@@ -174,8 +175,7 @@ class Reads(Session):
         asked = [check_value(value) for value in values]
         found: dict[Value, int] = {}
         if asked:
-            with self._snapshot() as conn:
-                cursor = conn.cursor()
+            with self._snapshot() as conn, closing(conn.cursor()) as cursor:  # closed: see _batched()
                 for value in dict.fromkeys(asked):  # each distinct value once (1 and 1.0 are one)
                     rows = cursor.execute(_count_sql(value), (value,)).fetchall()
                     if rows:
@@ -187,8 +187,9 @@ class Reads(Session):
         rows: list[tuple[Any, Any]] = []
         if not args:
             return rows
-        with self._snapshot() as conn:
-            cursor = conn.cursor()
+        # Closed however the call ends: a row that fails to convert leaves the statement open, and
+        # the exception's traceback would keep the cursor (and a read transaction) alive.
+        with self._snapshot() as conn, closing(conn.cursor()) as cursor:
             for start in range(0, len(args), BATCH):
                 chunk = args[start:start + BATCH]
                 size = 1 << (len(chunk) - 1).bit_length()
