@@ -293,3 +293,28 @@ def test_a_failed_batch_read_leaves_no_read_transaction_open_while_its_error_is_
                 db[4] = "d"
         finally:
             other.close()
+
+
+def test_an_interrupt_between_the_step_and_the_fetch_leaves_no_read_transaction_open(path):
+    """KeyboardInterrupt (or any exception) can arrive after execute() stepped onto the row and
+    before fetchall() ran: the kept cursor's statement must not stay open either."""
+
+    class Interrupted(sqlite3.Cursor):
+        def fetchall(self):
+            raise KeyboardInterrupt
+
+    with kvstore.open(path, timeout=0.2) as db:
+        db[1] = "a"
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            for read in (lambda: db.get(1), lambda: db.count("a")):
+                slot = db._pool.current()
+                slot.cursor = Interrupted(slot.conn)
+                with pytest.raises(KeyboardInterrupt):
+                    read()
+                other.execute("INSERT OR REPLACE INTO items VALUES (3, 'c')")
+                assert other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # not busy
+                db[4] = "d"
+                assert type(slot.cursor) is sqlite3.Cursor and db.get(1) == "a" and db.count("a") == 1
+        finally:
+            other.close()
