@@ -93,13 +93,20 @@ class Reads(Session):
         if type(key) is not int or not INT_MIN <= key <= INT_MAX:  # an int key costs no call
             check_key(key)
         slot = self._pool.enter()
+        cursor = slot.cursor
         try:
-            rows = slot.cursor.execute(sql.GET, (key,)).fetchall()
+            if cursor is None:  # this call interrupted another on this thread (see Slot.cursor)
+                rows = slot.conn.execute(sql.GET, (key,)).fetchall()
+            else:
+                slot.cursor = None
+                rows = cursor.execute(sql.GET, (key,)).fetchall()
+                if slot.cursor is None:  # else close() or a reconnect replaced it meanwhile
+                    slot.cursor = cursor
         except sqlite3.Error as exc:
-            renew_cursor(slot)
+            renew_cursor(slot, cursor)
             raise self._error(exc, slot) from exc
         except BaseException:
-            renew_cursor(slot)
+            renew_cursor(slot, cursor)
             raise
         finally:
             slot.lock.release()
@@ -119,13 +126,20 @@ class Reads(Session):
             query = _count_sql(check_value(value))
         if strategy == "counts":
             slot = self._pool.enter()
+            cursor = slot.cursor
             try:
-                rows = slot.cursor.execute(query, (value,)).fetchall()
+                if cursor is None:  # this call interrupted another on this thread (see Slot.cursor)
+                    rows = slot.conn.execute(query, (value,)).fetchall()
+                else:
+                    slot.cursor = None
+                    rows = cursor.execute(query, (value,)).fetchall()
+                    if slot.cursor is None:  # else close() or a reconnect replaced it meanwhile
+                        slot.cursor = cursor
             except sqlite3.Error as exc:
-                renew_cursor(slot)
+                renew_cursor(slot, cursor)
                 raise self._error(exc, slot) from exc
             except BaseException:
-                renew_cursor(slot)
+                renew_cursor(slot, cursor)
                 raise
             finally:
                 slot.lock.release()
