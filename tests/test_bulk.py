@@ -281,6 +281,29 @@ def temp_state(db: kvstore.Store) -> tuple:
     )  # not sqlite_temp_master: reading it opens the temp database, and SQLite then refuses temp_store
 
 
+def test_an_update_run_from_the_source_of_another_leaves_the_outer_ones_settings(tmp_path):
+    """A bulk update() run from the source of a bulk update() must give back the settings the
+    outer one still needs, not the normal ones: with temp_store back to MEMORY the outer one's
+    final sorts would be held in memory whole (no bound; ~1 GiB for 10M index entries), and it
+    would lose its helper threads, bulk cache and mmap_size = 0 for the rest of its load."""
+    with kvstore.open(str(tmp_path / "n.db")) as db:
+        fresh = temp_state(db)
+        seen = []
+
+        def source():
+            for i in range(3 * bulk.CHUNK):
+                if i == bulk.CHUNK + 5:
+                    seen.append(temp_state(db))
+                    db.update((k, f"n{k % 3}") for k in range(-1, -1 - 2 * bulk.CHUNK, -1))  # bulk too
+                    seen.append(temp_state(db))
+                yield i, f"v{i % 5}"
+
+        db.update(source())
+        assert seen[0] != fresh and seen[0][3] == bulk.SORT_THREADS, "the outer update() is on the bulk path"
+        assert seen[1] == seen[0], "the nested update() gave back the outer one's settings"
+        assert temp_state(db) == fresh and db.verify() == [] and len(db) == 5 * bulk.CHUNK
+
+
 @pytest.mark.parametrize("failing", ["source", "list"])
 def test_a_failure_mid_load_leaves_the_store_and_the_connection_as_they_were(tmp_path, failing):
     with kvstore.open(str(tmp_path / "f.db")) as db:
@@ -387,7 +410,7 @@ def test_the_sorts_keep_the_bulk_cache_only_for_a_small_store(tmp_path, monkeypa
         build = next(i for i, s in enumerate(ran) if s.startswith("CREATE INDEX"))
         caches = [s for s in ran[:build] if s.startswith("PRAGMA cache_size")]
         assert caches[-1] == ("PRAGMA cache_size = -65536" if small else f"PRAGMA cache_size = -{bulk.SORT_CACHE // 1024}")
-        threads = [s for s in ran[:build] if s.startswith("PRAGMA threads")]
+        threads = [s for s in ran[:build] if s.startswith("PRAGMA threads =")]
         assert threads == [f"PRAGMA threads = {bulk.SORT_THREADS}"], "the sorts may use helper threads"
         assert db._row("PRAGMA cache_size", ())[0] == -(CACHE // 1024) and db.verify() == []
         assert db._row("PRAGMA threads", ())[0] == 0, "and only while update() runs"

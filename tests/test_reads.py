@@ -3,6 +3,7 @@ while another thread writes, and the memory-map option (Options.mmap_size)."""
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import threading
 import time
@@ -249,3 +250,130 @@ def test_single_reads_refuse_while_close_is_under_way(db):
                 read()
     finally:
         db._pool.closed = None
+
+
+def test_a_row_that_fails_to_convert_leaves_no_read_transaction_open(path):
+    """Text another program stored that is not UTF-8 fails in fetchall(), after the kept cursor
+    stepped onto the row: its statement (and so a read transaction) must not stay open, or the
+    thread's later reads are stale, its writes wait out the timeout and fail, and no checkpoint
+    can complete until the next get() or count() on that thread."""
+    with kvstore.open(path, timeout=0.2) as db:
+        db[1] = "a"
+        with db._using() as conn:
+            conn.execute("INSERT INTO items VALUES (2, CAST(x'ff' AS TEXT))")
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            for read in (lambda: db.get(2), lambda: db.get(2, "default")):
+                with pytest.raises(kvstore.Error, match="decode"):
+                    read()
+                other.execute("INSERT OR REPLACE INTO items VALUES (3, 'c')")
+                assert other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # not busy
+                assert db.get_many([3]) == {3: "c"}  # not a stale snapshot
+                db[4] = "d"  # no BusyError (a stale read transaction cannot be upgraded)
+                other.execute("DELETE FROM items WHERE key = 3")
+        finally:
+            other.close()
+
+
+def test_a_failed_batch_read_leaves_no_read_transaction_open_while_its_error_is_held(path):
+    """The cursor of get_many()/count_many() (and of the paged reads) is a local of the failed
+    call's frame, which the exception's traceback keeps alive: its statement must be finished
+    when the call fails, not when the caller lets go of the exception (a retry loop, a test,
+    a log record may hold it long after)."""
+    with kvstore.open(path, timeout=0.2) as db:
+        db[1] = "a"
+        with db._using() as conn:
+            conn.execute("INSERT INTO items VALUES (2, CAST(x'ff' AS TEXT))")
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            for read in (lambda: db.get_many([1, 2]), lambda: db.counts(), lambda: list(db.items())):
+                with pytest.raises(kvstore.Error, match="decode") as held:
+                    read()
+                other.execute("INSERT OR REPLACE INTO items VALUES (3, 'c')")
+                assert other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0, held.value
+                db[4] = "d"
+        finally:
+            other.close()
+
+
+def test_an_interrupt_between_the_step_and_the_fetch_leaves_no_read_transaction_open(path):
+    """KeyboardInterrupt (or any exception) can arrive after execute() stepped onto the row and
+    before fetchall() ran: the kept cursor's statement must not stay open either."""
+
+    class Interrupted(sqlite3.Cursor):
+        def fetchall(self):
+            raise KeyboardInterrupt
+
+    with kvstore.open(path, timeout=0.2) as db:
+        db[1] = "a"
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            for read in (lambda: db.get(1), lambda: db.count("a")):
+                slot = db._pool.current()
+                slot.cursor = Interrupted(slot.conn)
+                with pytest.raises(KeyboardInterrupt):
+                    read()
+                other.execute("INSERT OR REPLACE INTO items VALUES (3, 'c')")
+                assert other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # not busy
+                db[4] = "d"
+                assert type(slot.cursor) is sqlite3.Cursor and db.get(1) == "a" and db.count("a") == 1
+        finally:
+            other.close()
+
+
+def test_a_read_run_inside_another_on_the_same_thread_leaves_it_its_row(path):
+    """A signal handler (or a finaliser) runs between two bytecodes of its thread, so it may
+    call get() or count() after another get()/count() stepped its statement onto the row and
+    before that one fetched it. The slot's lock is reentrant: the inner call must not run its
+    statement on the interrupted call's kept cursor, which resets that statement, and the
+    interrupted call then answers None or 0 for a key or a value that is there."""
+    pending = []
+
+    class Interrupting(sqlite3.Cursor):
+        def execute(self, *args):
+            super().execute(*args)
+            while pending:
+                pending.pop()()  # what a signal handler may run here
+            return self
+
+    with kvstore.open(path) as db:
+        db.update({1: "a", 2: "b"})
+        slot = db._pool.current()
+        slot.cursor = Interrupting(slot.conn)
+        inner = []
+        for outer, expected in ((lambda: db.get(1), "a"), (lambda: db.count("a"), 1)):
+            for handler in (lambda: inner.append(db.get(2)), lambda: inner.append(db.count("b"))):
+                pending.append(handler)
+                assert outer() == expected
+        assert inner == ["b", 1, "b", 1]
+        assert db.get(1) == "a" and db.count("a") == 1
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer")
+def test_a_signal_handler_reading_the_store_never_changes_the_answer_it_interrupted(path):
+    """The same with real signals: a SIGALRM handler reads the store every 0.1 ms while the main
+    thread reads it (before the fix, about a fifth of the handler's calls made the interrupted
+    get() or count() answer None or 0)."""
+    with kvstore.open(path) as db:
+        db.update((i, f"v{i % 10}") for i in range(1000))
+        calls = [0]
+
+        def handler(signum, frame):
+            calls[0] += 1
+            db.count("v1") if calls[0] % 2 else db.get(999)
+
+        previous = signal.signal(signal.SIGALRM, handler)
+        signal.setitimer(signal.ITIMER_REAL, 0.0001, 0.0001)
+        wrong, n = [], 0
+        try:
+            deadline = time.monotonic() + 1
+            while time.monotonic() < deadline and len(wrong) < 10:
+                k = n % 1000
+                n += 1
+                got = (db.get(k), db.count(f"v{k % 10}"))
+                if got != (f"v{k % 10}", 100):
+                    wrong.append((k, got))
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        assert wrong == [] and calls[0] > 100

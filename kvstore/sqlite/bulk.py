@@ -187,6 +187,13 @@ class BulkWrites(Session):
         """
         size = max(self.options.bulk_cache, CACHE)
         with self._using() as conn:
+            # Given back at the end as they were: the normal settings, or, for an update() run
+            # from the source of pairs of another, the outer one's, which it still needs (its
+            # final sorts would not spill with temp_store = MEMORY).
+            cache, threads, temp_store, mmap_size = (
+                conn.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("cache_size", "threads", "temp_store", "mmap_size")
+            )
             conn.execute(f"PRAGMA cache_size = -{size // 1024}")
             conn.execute("PRAGMA mmap_size = 0")
             # SQLite refuses to change temp_store inside a transaction once the connection's
@@ -199,11 +206,11 @@ class BulkWrites(Session):
         finally:
             try:
                 with self._using() as conn:
-                    conn.execute(f"PRAGMA cache_size = -{CACHE // 1024}")
-                    conn.execute("PRAGMA threads = 0")
+                    conn.execute(f"PRAGMA cache_size = {int(cache)}")
+                    conn.execute(f"PRAGMA threads = {int(threads)}")
                     if spilled:  # may fail likewise (a TEMP object used meanwhile): FILE stays, harmless
-                        _quietly(conn, "PRAGMA temp_store = MEMORY")
-                    conn.execute(f"PRAGMA mmap_size = {self.options.mmap_size}")
+                        _quietly(conn, f"PRAGMA temp_store = {int(temp_store)}")
+                    conn.execute(f"PRAGMA mmap_size = {int(mmap_size)}")
                     conn.execute("PRAGMA shrink_memory")  # hand the pages beyond it back now
             except Error:  # the connection is gone (closed meanwhile): so is its cache
                 pass

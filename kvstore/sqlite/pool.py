@@ -101,10 +101,14 @@ class Slot:
 
     def __init__(self) -> None:
         self.conn = DISCONNECTED
-        self.cursor = NO_CURSOR
+        self.cursor: sqlite3.Cursor | None = NO_CURSOR
         """A cursor of ``conn`` made when it connected, kept for get() and count(): reusing it
         saves making one per call (``conn.execute()`` does), and keeping it here saves a
-        thread-local lookup of its own (~60 ns of a ~3.5 µs count())."""
+        thread-local lookup of its own (~60 ns of a ~3.5 µs count()). None while a get() or
+        count() is using it: a signal handler or a finaliser runs between two bytecodes of its
+        thread, and the lock is reentrant, so a get() or count() it makes may run inside
+        another's, between its execute() and fetchall(); a statement run on the same cursor
+        would reset that one (which then answered None or 0), so the inner call makes its own."""
         # Reentrant: a generator passed to update() may itself read the store on this thread.
         self.lock = threading.RLock()
         self.depth = 0
@@ -268,6 +272,19 @@ class ConnectionPool:
         self._lock = threading.Lock()
         self._local = threading.local()  # the other threads' slots do not exist here
         self._slots = []
+
+
+def renew_cursor(slot: Slot, cursor: sqlite3.Cursor | None) -> None:
+    """Give ``slot`` a new kept cursor after a call on ``cursor`` (its kept one, taken by the
+    call; None if the call made its own) failed: a row that failed to convert (text another
+    program stored that is not UTF-8), or an exception between ``execute()`` and
+    ``fetchall()``, leaves its statement stepping, and so a read transaction open on the
+    connection (stale reads, writes failing to upgrade it, checkpoints unable to complete)
+    until the cursor runs another statement. Closing it resets the statement. Nothing to do
+    if the connection was closed or replaced meanwhile (which gave the slot its cursor)."""
+    if cursor is not None and cursor.connection is slot.conn:
+        cursor.close()
+        slot.cursor = slot.conn.cursor()
 
 
 def _close(slot: Slot, reason: str) -> None:

@@ -24,6 +24,7 @@ one read transaction: ``counts`` is searched through its index on a bounded head
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import closing
 from typing import Any
 
 import sqlite3
@@ -31,6 +32,7 @@ import sqlite3
 from kvstore.api import Strategy
 from kvstore.errors import Error
 from kvstore.sqlite import VALUE_INDEX, sql
+from kvstore.sqlite.pool import renew_cursor
 from kvstore.sqlite.session import Session
 from kvstore.sqlite.triggers import PREFIX
 from kvstore.validate import INT_MAX, INT_MIN, Key, Value, check_key, check_value
@@ -91,10 +93,21 @@ class Reads(Session):
         if type(key) is not int or not INT_MIN <= key <= INT_MAX:  # an int key costs no call
             check_key(key)
         slot = self._pool.enter()
+        cursor = slot.cursor
         try:
-            rows = slot.cursor.execute(sql.GET, (key,)).fetchall()
+            if cursor is None:  # this call interrupted another on this thread (see Slot.cursor)
+                rows = slot.conn.execute(sql.GET, (key,)).fetchall()
+            else:
+                slot.cursor = None
+                rows = cursor.execute(sql.GET, (key,)).fetchall()
+                if slot.cursor is None:  # else close() or a reconnect replaced it meanwhile
+                    slot.cursor = cursor
         except sqlite3.Error as exc:
+            renew_cursor(slot, cursor)
             raise self._error(exc, slot) from exc
+        except BaseException:
+            renew_cursor(slot, cursor)
+            raise
         finally:
             slot.lock.release()
         return rows[0][0] if rows else default
@@ -113,10 +126,21 @@ class Reads(Session):
             query = _count_sql(check_value(value))
         if strategy == "counts":
             slot = self._pool.enter()
+            cursor = slot.cursor
             try:
-                rows = slot.cursor.execute(query, (value,)).fetchall()
+                if cursor is None:  # this call interrupted another on this thread (see Slot.cursor)
+                    rows = slot.conn.execute(query, (value,)).fetchall()
+                else:
+                    slot.cursor = None
+                    rows = cursor.execute(query, (value,)).fetchall()
+                    if slot.cursor is None:  # else close() or a reconnect replaced it meanwhile
+                        slot.cursor = cursor
             except sqlite3.Error as exc:
+                renew_cursor(slot, cursor)
                 raise self._error(exc, slot) from exc
+            except BaseException:
+                renew_cursor(slot, cursor)
+                raise
             finally:
                 slot.lock.release()
             if not rows:
@@ -165,8 +189,7 @@ class Reads(Session):
         asked = [check_value(value) for value in values]
         found: dict[Value, int] = {}
         if asked:
-            with self._snapshot() as conn:
-                cursor = conn.cursor()
+            with self._snapshot() as conn, closing(conn.cursor()) as cursor:  # closed: see _batched()
                 for value in dict.fromkeys(asked):  # each distinct value once (1 and 1.0 are one)
                     rows = cursor.execute(_count_sql(value), (value,)).fetchall()
                     if rows:
@@ -178,8 +201,9 @@ class Reads(Session):
         rows: list[tuple[Any, Any]] = []
         if not args:
             return rows
-        with self._snapshot() as conn:
-            cursor = conn.cursor()
+        # Closed however the call ends: a row that fails to convert leaves the statement open, and
+        # the exception's traceback would keep the cursor (and a read transaction) alive.
+        with self._snapshot() as conn, closing(conn.cursor()) as cursor:
             for start in range(0, len(args), BATCH):
                 chunk = args[start:start + BATCH]
                 size = 1 << (len(chunk) - 1).bit_length()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from typing import Any, Self
 
 from kvstore.errors import Error, translate
@@ -163,10 +163,10 @@ class Session:
     def _all(self, query: str, params: tuple[Any, ...], limit: int | None = None) -> list[Any]:
         slot = self._pool.enter()
         try:
-            cursor = slot.conn.execute(query, params)
-            rows = cursor.fetchall() if limit is None else cursor.fetchmany(limit)
-            cursor.close()
-            return rows
+            # Closed however the call ends: a row that fails to convert leaves the statement open,
+            # and the exception's traceback would keep the cursor (and a read transaction) alive.
+            with closing(slot.conn.execute(query, params)) as cursor:
+                return cursor.fetchall() if limit is None else cursor.fetchmany(limit)
         except sqlite3.Error as exc:
             raise self._error(exc, slot) from exc
         finally:
