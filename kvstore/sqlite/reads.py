@@ -4,10 +4,12 @@ One call is one statement on this thread's connection, so it costs SQLite's fixe
 an autocommit statement (in WAL mode, beginning and ending a read transaction, ~1.5-2 µs here)
 plus as little Python as possible: each thread's connection slot keeps one cursor for them
 (:class:`kvstore.sqlite.pool.Slot`), where ``conn.execute()`` would make and throw away a
-cursor per call (~0.2-0.5 µs measured). A kept
-cursor keeps its statement (and so a read transaction) open until the statement has run to
-the end, so every read fetches all its rows: one, unless another program has removed the
-primary key from a table.
+cursor per call (~0.2-0.5 µs measured). A kept cursor keeps its statement (and so a read
+transaction) open until the statement has run to the end, so every read fetches all its rows
+(one, unless another program has removed the primary key from a table), a read that fails
+between its step and its fetch replaces the cursor (closing it ends the statement), and a
+read made inside another on the same thread (by a signal handler or a finaliser) uses a
+cursor of its own rather than resetting the outer one's statement.
 
 The batch reads validate every argument first, then answer with one statement per BATCH
 arguments, all inside one read transaction (the caller's, inside ``transaction()``): the answer
@@ -16,7 +18,7 @@ paid once per batch instead of once per key. get_many() joins a ``VALUES`` list 
 to ``items``, the list as the outer loop (``CROSS JOIN`` makes SQLite keep that order), so rows
 come back in the order asked, each repeat of a key again (the dict keeps the first), each with
 the key as asked (an int 1 even where another program stored the float 1.0). count_many()
-runs count()'s own statement once per distinct value asked, on this thread's cursor inside the
+runs count()'s own statement once per distinct value asked, on one cursor of its own inside the
 one read transaction: ``counts`` is searched through its index on a bounded head of the value
 (schema revision 0003), which a ``value IN (...)`` list or a join on ``value`` cannot use.
 """
