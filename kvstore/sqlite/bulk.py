@@ -190,10 +190,11 @@ class BulkWrites(Session):
             # Given back at the end as they were: the normal settings, or, for an update() run
             # from the source of pairs of another, the outer one's, which it still needs (its
             # final sorts would not spill with temp_store = MEMORY).
-            cache, threads, temp_store, mmap_size = (
-                conn.execute(f"PRAGMA {name}").fetchone()[0]
-                for name in ("cache_size", "threads", "temp_store", "mmap_size")
+            cache, threads, temp_store = (
+                conn.execute(f"PRAGMA {name}").fetchone()[0] for name in ("cache_size", "threads", "temp_store")
             )
+            mapped = conn.execute("PRAGMA mmap_size").fetchone()  # no row for an in-memory store
+            mmap_size = self.options.mmap_size if mapped is None else mapped[0]
             conn.execute(f"PRAGMA cache_size = -{size // 1024}")
             conn.execute("PRAGMA mmap_size = 0")
             # SQLite refuses to change temp_store inside a transaction once the connection's
