@@ -252,16 +252,22 @@ def test_single_reads_refuse_while_close_is_under_way(db):
         db._pool.closed = None
 
 
+def _with_text_not_utf8(db: kvstore.Store, path: str) -> sqlite3.Connection:
+    """Give ``db`` the pairs 1: 'a' and 2: text that is not UTF-8 (as another program could
+    store it); return another program's connection to the file."""
+    db[1] = "a"
+    with db._using() as conn:
+        conn.execute("INSERT INTO items VALUES (2, CAST(x'ff' AS TEXT))")
+    return sqlite3.connect(path, isolation_level=None)
+
+
 def test_a_row_that_fails_to_convert_leaves_no_read_transaction_open(path):
     """Text another program stored that is not UTF-8 fails in fetchall(), after the kept cursor
     stepped onto the row: its statement (and so a read transaction) must not stay open, or the
     thread's later reads are stale, its writes wait out the timeout and fail, and no checkpoint
     can complete until the next get() or count() on that thread."""
     with kvstore.open(path, timeout=0.2) as db:
-        db[1] = "a"
-        with db._using() as conn:
-            conn.execute("INSERT INTO items VALUES (2, CAST(x'ff' AS TEXT))")
-        other = sqlite3.connect(path, isolation_level=None)
+        other = _with_text_not_utf8(db, path)
         try:
             for read in (lambda: db.get(2), lambda: db.get(2, "default")):
                 with pytest.raises(kvstore.Error, match="decode"):
@@ -281,10 +287,7 @@ def test_a_failed_batch_read_leaves_no_read_transaction_open_while_its_error_is_
     when the call fails, not when the caller lets go of the exception (a retry loop, a test,
     a log record may hold it long after)."""
     with kvstore.open(path, timeout=0.2) as db:
-        db[1] = "a"
-        with db._using() as conn:
-            conn.execute("INSERT INTO items VALUES (2, CAST(x'ff' AS TEXT))")
-        other = sqlite3.connect(path, isolation_level=None)
+        other = _with_text_not_utf8(db, path)
         try:
             for read in (lambda: db.get_many([1, 2]), lambda: db.counts(), lambda: list(db.items())):
                 with pytest.raises(kvstore.Error, match="decode") as held:
