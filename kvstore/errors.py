@@ -83,7 +83,15 @@ def translate(exc: sqlite3.Error, path: str) -> Exception:
         return ValueError(f"{path}: a key or value is larger than SQLite allows ({exc})")
     if isinstance(exc, sqlite3.DataError):
         return ValueError(f"{path}: SQLite rejected the data: {exc}")
+    if UNDECODABLE in str(exc):
+        return Error(f"{path}: a key or value in the file is text that is not valid UTF-8 (another program "
+                     "wrote it), which kvstore cannot read; verify() lists such rows:"
+                     f" rewrite or delete them with another program (SQLite said: {exc})")
     return Error(f"{path}: {exc}")
+
+
+UNDECODABLE = "Could not decode to UTF-8"
+"""What Python's sqlite3 says when a text value it reads is not valid UTF-8."""
 
 
 class UnreachableError(Error):

@@ -384,3 +384,31 @@ def test_recount_takes_the_skip_scan_for_few_values_and_the_scan_for_many(tmp_pa
     conn = sqlite3.connect(":memory:")  # an items table without rowids can only be scanned
     conn.execute("CREATE TABLE items (key PRIMARY KEY, value) WITHOUT ROWID")
     assert upkeep.recount_statements(conn) == (sql.RECOUNT_SCAN, sql.REBUILD_COUNTS_SCAN)
+
+
+def test_verify_lists_rows_whose_text_is_not_utf8_instead_of_failing(tmp_path: Path) -> None:
+    """Another program may store text that is not valid UTF-8, which Python's sqlite3 cannot
+    return as str: verify() names those rows (not a bare decode error from inside its count
+    check), says counts were not compared, and is clean again once they are deleted."""
+    path = str(tmp_path / "text.db")
+    with kvstore.open(path) as db:
+        db.update({1: "a", 2: "a"})
+    with sqlite3.connect(path) as other:
+        other.execute("INSERT INTO items VALUES (3, CAST(x'ff' AS TEXT))")
+        other.execute("INSERT INTO items VALUES (CAST(x'41fe' AS TEXT), CAST(x'fe' AS TEXT))")
+        other.execute("INSERT INTO items VALUES (4, CAST(x'41' AS TEXT))")  # valid text: not listed
+    with kvstore.open(path) as db:
+        found = db.verify()
+        rows = {p.key: str(p) for p in found if isinstance(p, kvstore.ForeignRow)}
+        assert set(rows) == {3, "A\\xfe"}, found
+        assert "the value is text that is not valid UTF-8" in rows[3]
+        assert "the key and the value are text" in rows["A\\xfe"]
+        assert [p.name for p in found if isinstance(p, kvstore.SchemaProblem)] == ["counts"]
+        assert not any(p.fixable for p in found)
+        with pytest.raises(kvstore.Error, match="not valid UTF-8.*verify\\(\\) lists such rows"):
+            db.get(3)
+        assert db.get(1) == "a" and db.count("a") == 2  # the rest still reads
+    with sqlite3.connect(path) as other:
+        other.execute("DELETE FROM items WHERE CAST(value AS BLOB) IN (x'ff', x'fe')")
+    with kvstore.open(path) as db:
+        assert db.verify() == [] and db.count("a") == 2 and len(db) == 3

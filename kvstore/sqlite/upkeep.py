@@ -326,6 +326,52 @@ def _survey_rows(conn: sqlite3.Connection, survey: _Survey) -> None:
         survey.report(row, False)
 
 
+def undecodable(conn: sqlite3.Connection) -> list[Problem]:
+    """What verify() reports when reading the rows failed on text that is not valid UTF-8
+    (another program wrote it; Python's sqlite3 cannot return it as str): those rows of items
+    (at most FOREIGN_ROWS_LISTED + 1, the keys and values shown with the bad bytes escaped),
+    and that counts could not be compared. Reads the text as bytes, so a scan of the text rows."""
+    factory = conn.text_factory
+    conn.text_factory = bytes
+    found: list[Problem] = []
+    try:
+        # typeof() compared in SQL: its own answer would come back as bytes too.
+        rows = conn.execute("SELECT key, typeof(key) = 'text', value, typeof(value) = 'text' FROM items "
+                            "WHERE typeof(key) = 'text' OR typeof(value) = 'text'")
+        for key, key_text, value, value_text in rows:
+            bad = [what for what, data, text in (("key", key, key_text), ("value", value, value_text))
+                   if text and not _utf8(data)]
+            if bad:
+                found.append(ForeignRow(_shown(key, key_text), _shown(value, value_text), (
+                    f"the {' and the '.join(bad)} {'are' if len(bad) > 1 else 'is'} text that is not valid "
+                    "UTF-8: another program wrote it. kvstore cannot read it (reads of this row, "
+                    "iteration and the count check fail); rewrite or delete the row with another "
+                    "program; repair() cannot fix it")))
+                if len(found) > FOREIGN_ROWS_LISTED:
+                    break
+    finally:
+        conn.text_factory = factory
+    found.append(SchemaProblem("counts", "not compared with items, whose rows above kvstore cannot read; "
+                               "fix them, then verify again", fixable=False))
+    return found
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _shown(data: object, text: int) -> object:
+    """A key or value read with text_factory=bytes, as verify() shows it: text as str (bad bytes
+    escaped), anything else as it is."""
+    if text and isinstance(data, bytes):
+        return data.decode("utf-8", "backslashreplace")
+    return data
+
+
 def _foreign(key: object, value: object) -> str:
     what = []
     if key is None:
