@@ -43,7 +43,8 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
+from typing import Any
 
 from kvstore.sqlite import checkpointer, connection
 from kvstore.sqlite.connection import Options, connect
@@ -102,13 +103,10 @@ class Slot:
     def __init__(self) -> None:
         self.conn = DISCONNECTED
         self.cursor: sqlite3.Cursor | None = NO_CURSOR
-        """A cursor of ``conn`` made when it connected, kept for get() and count(): reusing it
+        """A cursor of ``conn`` made when it connected, kept for :meth:`fetchall`: reusing it
         saves making one per call (``conn.execute()`` does), and keeping it here saves a
-        thread-local lookup of its own (~60 ns of a ~3.5 µs count()). None while a get() or
-        count() is using it: a signal handler or a finaliser runs between two bytecodes of its
-        thread, and the lock is reentrant, so a get() or count() it makes may run inside
-        another's, between its execute() and fetchall(); a statement run on the same cursor
-        would reset that one (which then answered None or 0), so the inner call makes its own."""
+        thread-local lookup of its own (~60 ns of a ~3.5 µs count()). None while a call is
+        using it (see :meth:`fetchall`)."""
         # Reentrant: a generator passed to update() may itself read the store on this thread.
         self.lock = threading.RLock()
         self.depth = 0
@@ -120,6 +118,35 @@ class Slot:
         """Why this slot can never be used again (its store closed, or inherited by fork)."""
         self.held_at_fork = False
         """Whether the fork in progress holds this slot's lock (it gave up waiting otherwise)."""
+
+    def fetchall(self, query: str, params: tuple[Any, ...]) -> list[Any]:
+        """Every row of ``query`` on the kept cursor; the caller holds ``lock`` (get(), count()).
+
+        The cursor is taken for the call (``cursor`` is None meanwhile): a signal handler or a
+        finaliser runs between two bytecodes of its thread, and the lock is reentrant, so a
+        call it makes may run inside this one, between execute() and fetchall(); run on the
+        same cursor it would reset this call's statement (which then answered None or 0), so
+        such a call makes a cursor of its own. A call that fails between its step and its
+        fetch (text another program stored that is not UTF-8, KeyboardInterrupt) leaves its
+        statement stepping, and so a read transaction open (stale reads, writes that cannot
+        upgrade it, checkpoints that cannot complete) until the cursor runs another statement:
+        the cursor is closed, which resets it, and replaced.
+        """
+        cursor = self.cursor
+        if cursor is None:  # inside another call on this thread
+            with closing(self.conn.cursor()) as own:
+                return own.execute(query, params).fetchall()
+        self.cursor = None
+        try:
+            rows = cursor.execute(query, params).fetchall()
+        except BaseException:
+            if cursor.connection is self.conn:  # else close() or a reconnect replaced both
+                cursor.close()
+                self.cursor = self.conn.cursor()
+            raise
+        if self.cursor is None:  # else close() or a reconnect replaced it meanwhile
+            self.cursor = cursor
+        return rows
 
 
 class ConnectionPool:
@@ -272,19 +299,6 @@ class ConnectionPool:
         self._lock = threading.Lock()
         self._local = threading.local()  # the other threads' slots do not exist here
         self._slots = []
-
-
-def renew_cursor(slot: Slot, cursor: sqlite3.Cursor | None) -> None:
-    """Give ``slot`` a new kept cursor after a call on ``cursor`` (its kept one, taken by the
-    call; None if the call made its own) failed: a row that failed to convert (text another
-    program stored that is not UTF-8), or an exception between ``execute()`` and
-    ``fetchall()``, leaves its statement stepping, and so a read transaction open on the
-    connection (stale reads, writes failing to upgrade it, checkpoints unable to complete)
-    until the cursor runs another statement. Closing it resets the statement. Nothing to do
-    if the connection was closed or replaced meanwhile (which gave the slot its cursor)."""
-    if cursor is not None and cursor.connection is slot.conn:
-        cursor.close()
-        slot.cursor = slot.conn.cursor()
 
 
 def _close(slot: Slot, reason: str) -> None:

@@ -3,13 +3,11 @@
 One call is one statement on this thread's connection, so it costs SQLite's fixed price for
 an autocommit statement (in WAL mode, beginning and ending a read transaction, ~1.5-2 µs here)
 plus as little Python as possible: each thread's connection slot keeps one cursor for them
-(:class:`kvstore.sqlite.pool.Slot`), where ``conn.execute()`` would make and throw away a
-cursor per call (~0.2-0.5 µs measured). A kept cursor keeps its statement (and so a read
-transaction) open until the statement has run to the end, so every read fetches all its rows
-(one, unless another program has removed the primary key from a table), a read that fails
-between its step and its fetch replaces the cursor (closing it ends the statement), and a
-read made inside another on the same thread (by a signal handler or a finaliser) uses a
-cursor of its own rather than resetting the outer one's statement.
+(:meth:`kvstore.sqlite.pool.Slot.fetchall`), where ``conn.execute()`` would make and throw
+away a cursor per call (~0.2-0.5 µs measured). A kept cursor keeps its statement (and so a
+read transaction) open until the statement has run to the end, so every read fetches all its
+rows (one, unless another program has removed the primary key from a table); Slot.fetchall()
+also says what happens when a read fails half-way or runs inside another on its thread.
 
 The batch reads validate every argument first, then answer with one statement per BATCH
 arguments, all inside one read transaction (the caller's, inside ``transaction()``): the answer
@@ -34,7 +32,6 @@ import sqlite3
 from kvstore.api import Strategy
 from kvstore.errors import Error
 from kvstore.sqlite import VALUE_INDEX, sql
-from kvstore.sqlite.pool import renew_cursor
 from kvstore.sqlite.session import Session
 from kvstore.sqlite.triggers import PREFIX
 from kvstore.validate import INT_MAX, INT_MIN, Key, Value, check_key, check_value
@@ -95,21 +92,10 @@ class Reads(Session):
         if type(key) is not int or not INT_MIN <= key <= INT_MAX:  # an int key costs no call
             check_key(key)
         slot = self._pool.enter()
-        cursor = slot.cursor
         try:
-            if cursor is None:  # this call interrupted another on this thread (see Slot.cursor)
-                rows = slot.conn.execute(sql.GET, (key,)).fetchall()
-            else:
-                slot.cursor = None
-                rows = cursor.execute(sql.GET, (key,)).fetchall()
-                if slot.cursor is None:  # else close() or a reconnect replaced it meanwhile
-                    slot.cursor = cursor
+            rows = slot.fetchall(sql.GET, (key,))
         except sqlite3.Error as exc:
-            renew_cursor(slot, cursor)
             raise self._error(exc, slot) from exc
-        except BaseException:
-            renew_cursor(slot, cursor)
-            raise
         finally:
             slot.lock.release()
         return rows[0][0] if rows else default
@@ -128,21 +114,10 @@ class Reads(Session):
             query = _count_sql(check_value(value))
         if strategy == "counts":
             slot = self._pool.enter()
-            cursor = slot.cursor
             try:
-                if cursor is None:  # this call interrupted another on this thread (see Slot.cursor)
-                    rows = slot.conn.execute(query, (value,)).fetchall()
-                else:
-                    slot.cursor = None
-                    rows = cursor.execute(query, (value,)).fetchall()
-                    if slot.cursor is None:  # else close() or a reconnect replaced it meanwhile
-                        slot.cursor = cursor
+                rows = slot.fetchall(query, (value,))
             except sqlite3.Error as exc:
-                renew_cursor(slot, cursor)
                 raise self._error(exc, slot) from exc
-            except BaseException:
-                renew_cursor(slot, cursor)
-                raise
             finally:
                 slot.lock.release()
             if not rows:

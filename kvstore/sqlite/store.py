@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from kvstore import ranges
 from kvstore.api import MISSING as _MISSING, Items, StoreAPI
-from kvstore.errors import UNDECODABLE, Error
+from kvstore.errors import Error
 from kvstore.sqlite import COUNTS_INDEX, KEY_INDEX, VALUE_INDEX, connection, files, sql
 from kvstore.sqlite.connection import MEMORY, Options, connect
 from kvstore.sqlite.migrate import ensure_schema
@@ -268,14 +268,7 @@ class Store(BulkWrites, Reads, StoreAPI):
 
             problems.append(SchemaProblem("file", problem, fixable=False))
         with self._snapshot() as conn:
-            try:
-                return problems + self._problems(conn)
-            except sqlite3.OperationalError as exc:
-                if UNDECODABLE not in str(exc):
-                    raise
-                from kvstore.sqlite import upkeep
-
-                return problems + upkeep.undecodable(conn)
+            return problems + self._problems(conn)
 
     def repair(self) -> int:
         """Restore what verify() reports, in one transaction; returns the problems fixed.

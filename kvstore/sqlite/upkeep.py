@@ -31,8 +31,9 @@ from __future__ import annotations
 import re
 import sqlite3
 from dataclasses import dataclass, field, replace
+from typing import Any
 
-from kvstore.errors import Error
+from kvstore.errors import UNDECODABLE, Error
 from kvstore.problems import ForeignRow, Mismatch, Problem, SchemaProblem
 from kvstore.sqlite import COUNTS_INDEX, VALUE_INDEX, sql, triggers
 from kvstore.validate import Value
@@ -109,9 +110,15 @@ def problems(conn: sqlite3.Connection) -> list[Problem]:
     """Every difference between the file and kvstore's model; [] when counts are exact.
 
     Reads only; the caller provides one consistent snapshot. O(rows). A missing table is a
-    problem reported, never an exception.
+    problem reported, never an exception; so is text that is not valid UTF-8 (see
+    :func:`_undecodable`).
     """
-    return _survey(conn).problems
+    try:
+        return _survey(conn).problems
+    except sqlite3.OperationalError as exc:
+        if UNDECODABLE not in str(exc):
+            raise
+        return _undecodable(conn)
 
 
 def repair(conn: sqlite3.Connection, path: str) -> int:
@@ -326,7 +333,7 @@ def _survey_rows(conn: sqlite3.Connection, survey: _Survey) -> None:
         survey.report(row, False)
 
 
-def undecodable(conn: sqlite3.Connection) -> list[Problem]:
+def _undecodable(conn: sqlite3.Connection) -> list[Problem]:
     """What verify() reports when reading the rows failed on text that is not valid UTF-8
     (another program wrote it; Python's sqlite3 cannot return it as str): those rows of items
     (at most FOREIGN_ROWS_LISTED + 1, the keys and values shown with the bad bytes escaped),
@@ -364,12 +371,10 @@ def _utf8(data: bytes) -> bool:
     return True
 
 
-def _shown(data: object, text: int) -> object:
+def _shown(data: Any, text: int) -> object:
     """A key or value read with text_factory=bytes, as verify() shows it: text as str (bad bytes
     escaped), anything else as it is."""
-    if text and isinstance(data, bytes):
-        return data.decode("utf-8", "backslashreplace")
-    return data
+    return data.decode("utf-8", "backslashreplace") if text else data
 
 
 def _foreign(key: object, value: object) -> str:
