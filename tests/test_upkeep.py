@@ -412,3 +412,22 @@ def test_verify_lists_rows_whose_text_is_not_utf8_instead_of_failing(tmp_path: P
         other.execute("DELETE FROM items WHERE CAST(value AS BLOB) IN (x'ff', x'fe')")
     with kvstore.open(path) as db:
         assert db.verify() == [] and db.count("a") == 2 and len(db) == 3
+
+
+def test_verify_names_text_that_is_not_utf8_in_counts_alone(tmp_path: Path) -> None:
+    """Text that is not UTF-8 written into counts by hand (items holds none): verify() says so,
+    rather than pointing at rows of items it does not list; once deleted, repair() recounts."""
+    path = str(tmp_path / "counts.db")
+    with kvstore.open(path) as db:
+        db.update({1: "a", 2: "a"})
+    with sqlite3.connect(path) as other:
+        other.execute("INSERT INTO counts VALUES (CAST(x'ff' AS TEXT), 3)")
+    with kvstore.open(path) as db:
+        found = db.verify()
+        assert [(p.name, p.fixable) for p in found] == [("counts", False)], found
+        assert "1 of its rows hold text that is not valid UTF-8" in str(found[0])
+        assert db.count("a") == 2
+    with sqlite3.connect(path) as other:
+        other.execute("DELETE FROM counts WHERE CAST(value AS BLOB) = x'ff'")
+    with kvstore.open(path) as db:
+        assert db.verify() == []

@@ -337,10 +337,12 @@ def _undecodable(conn: sqlite3.Connection) -> list[Problem]:
     """What verify() reports when reading the rows failed on text that is not valid UTF-8
     (another program wrote it; Python's sqlite3 cannot return it as str): those rows of items
     (at most FOREIGN_ROWS_LISTED + 1, the keys and values shown with the bad bytes escaped),
-    and that counts could not be compared. Reads the text as bytes, so a scan of the text rows."""
+    or, when items holds none, how many rows of counts do (edited by another program), and that
+    counts could not be compared. Reads the text as bytes, so a scan of the text rows."""
     factory = conn.text_factory
     conn.text_factory = bytes
     found: list[Problem] = []
+    counted = 0
     try:
         # typeof() compared in SQL: its own answer would come back as bytes too.
         rows = conn.execute("SELECT key, typeof(key) = 'text', value, typeof(value) = 'text' FROM items "
@@ -356,10 +358,20 @@ def _undecodable(conn: sqlite3.Connection) -> list[Problem]:
                     "program; repair() cannot fix it")))
                 if len(found) > FOREIGN_ROWS_LISTED:
                     break
+        if not found:
+            rows = conn.execute("SELECT value FROM counts WHERE typeof(value) = 'text'")
+            counted = sum(not _utf8(value) for (value,) in rows)
     finally:
         conn.text_factory = factory
-    found.append(SchemaProblem("counts", "not compared with items, whose rows above kvstore cannot read; "
-                               "fix them, then verify again", fixable=False))
+    if found:
+        found.append(SchemaProblem("counts", "not compared with items, whose rows above kvstore cannot "
+                                   "read; fix them, then verify again", fixable=False))
+    else:
+        found.append(SchemaProblem("counts", f"{counted} of its rows hold text that is not valid UTF-8, "
+                                   "which no row of items holds: another program edited counts. kvstore "
+                                   "cannot read them, so counts were not compared and repair() cannot "
+                                   "run; delete those rows of counts with another program, then run "
+                                   "repair() to recount", fixable=False))
     return found
 
 
